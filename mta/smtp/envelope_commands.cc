@@ -1,0 +1,87 @@
+// MAIL and RCPT: check everything first, then change the transaction.
+#include <string>
+
+#include "mta/smtp/command_parser.h"
+#include "mta/smtp/session.h"
+
+namespace ringmail::smtp {
+
+void Session::cmd_mail(std::string_view arg) {
+  if (helo_.empty()) {
+    reply("503 5.5.1 Error: send HELO/EHLO first");
+    count_error();
+    return;
+  }
+  if (has_mail_) {
+    reply("503 5.5.1 Error: nested MAIL command");
+    count_error();
+    return;
+  }
+  auto m = parse_mail_from(arg);
+  if (!m) {
+    reply_error(m.error());
+    count_error();
+    return;
+  }
+  bool has_params = m->size || m->body != queue::BodyType::unspecified || m->smtputf8 ||
+                    m->ret != queue::Ret::unspecified || !m->envid.empty();
+  if (has_params && !esmtp_) {
+    // Parameters are ESMTP: a client that said HELO was not offered any.
+    reply("555 5.5.4 MAIL parameters need EHLO");
+    count_error();
+    return;
+  }
+  if (m->size > ctx_.config.limits.max_message_size) {
+    reply("552 5.3.4 Message size exceeds fixed maximum message size");
+    return;
+  }
+  has_mail_ = true;
+  env_ = queue::Envelope{};
+  env_.sender = m->path.str();
+  env_.declared_size = m->size;
+  env_.body = m->body;
+  env_.smtputf8 = m->smtputf8;
+  env_.ret = m->ret;
+  env_.envid = std::move(m->envid);
+  reply("250 2.1.0 Ok");
+}
+
+void Session::cmd_rcpt(std::string_view arg) {
+  if (!has_mail_) {
+    reply("503 5.5.1 Error: need MAIL command");
+    count_error();
+    return;
+  }
+  ++rcpt_attempts_;
+  auto r = parse_rcpt_to(arg, env_.smtputf8);
+  if (!r) {
+    reply_error(r.error());
+    count_error();
+    return;
+  }
+  if ((r->notify || !r->orcpt.empty()) && !esmtp_) {
+    reply("555 5.5.4 RCPT parameters need EHLO");
+    count_error();
+    return;
+  }
+  if (env_.recipients.size() >= ctx_.config.limits.max_recipients) {
+    // 452, not 552: RFC 5321 4.5.3.1.10 asks clients to retry the rest later.
+    reply("452 4.5.3 Error: too many recipients");
+    return;
+  }
+  const std::string address = r->path.str();
+  auto decision = ctx_.policy.check(r->path, reinterpret_cast<const sockaddr*>(&peer_),
+                                    /*authenticated=*/false);
+  if (decision == auth::RcptDecision::denied) {
+    reply("554 5.7.1 <" + address + ">: Relay access denied");
+    return;
+  }
+  queue::Recipient rc;
+  rc.address = address;
+  rc.orcpt = std::move(r->orcpt);
+  rc.notify = r->notify;
+  env_.recipients.push_back(std::move(rc));
+  reply("250 2.1.5 Ok");
+}
+
+}  // namespace ringmail::smtp

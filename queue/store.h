@@ -1,0 +1,87 @@
+// queue: the durable LMDB queue of accepted messages.
+//
+// Owns the environment under <data_dir>/queue and its sub-databases, with big-endian keys
+// so byte order is numeric order:
+//   msg    id                -> envelope record (record.h)
+//   body   id, chunk#        -> up to 64 KiB of the message (large values fragment
+//                               LMDB's freelist, so bodies are chunked)
+//   rcpt   id, index         -> recipient record with its state
+//   sched  next attempt, id  -> "" (what is due, in time order)
+//   events time_us, id, idx  -> one JSON delivery event (received, delivered, ...)
+//   meta   "schema"          -> "1"
+// It never talks to the network and never decides policy; writes from the daemon go
+// through the one Committer thread (committer.h), ringctl writes through its own
+// transactions (LMDB serialises writers across processes).
+#pragma once
+
+#include <lmdb.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "conf/result.h"
+#include "queue/envelope.h"
+
+namespace ringmail::queue {
+
+class Store {
+ public:
+  struct Options {
+    std::string dir;                              // <data_dir>/queue, created if missing
+    uint64_t initial_map_size = 1ULL << 30;       // grows on demand up to max_map_size
+    uint64_t max_map_size = 16ULL << 30;
+  };
+
+  static Result<std::unique_ptr<Store>> open(const Options& o);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // --- writing (inside a caller's write transaction) --------------------------------
+  // REQUIRES: txn is a write transaction of this store.
+  int put_message(MDB_txn* txn, QueueId id, const Envelope& env, std::string_view body);
+  // Starts a write transaction, following a map another process has grown.
+  int begin_write(MDB_txn** txn, MDB_txn* parent = nullptr);
+  // Grows the map after MDB_MAP_FULL. false when already at max_map_size.
+  // REQUIRES: no transaction of this process is open.
+  bool grow_map();
+
+  // --- reading (any thread: the env uses MDB_NOTLS) ---------------------------------
+  // Calls fn for every message in id order until fn returns false. Recipients included.
+  Status for_each(const std::function<bool(QueueId, const Envelope&)>& fn);
+  Result<Envelope> load(QueueId id);
+  // Streams the stored message in chunks.
+  Status read_body(QueueId id, const std::function<void(std::string_view)>& fn);
+  // Events in time order (JSON lines) for one message, or all when id is 0.
+  Status for_each_event(uint64_t id, const std::function<void(std::string_view)>& fn);
+  // The largest queue id stored (0 if empty).
+  uint64_t max_id();
+
+  // --- maintenance -----------------------------------------------------------------
+  // Deletes a message and everything belonging to it. false if it was not there.
+  Result<bool> remove(QueueId id);
+  // After a crash: recipients left in-flight go back to queued. Returns how many.
+  Result<size_t> requeue_inflight();
+
+  MDB_env* env() { return env_; }
+  uint64_t map_size() const { return map_size_; }
+
+ private:
+  Store() = default;
+  Status load_recipients(MDB_txn* txn, QueueId id, Envelope& env);
+
+  MDB_env* env_ = nullptr;
+  MDB_dbi msg_ = 0, body_ = 0, rcpt_ = 0, sched_ = 0, events_ = 0, meta_ = 0;
+  uint64_t map_size_ = 0;
+  uint64_t max_map_size_ = 0;
+};
+
+std::string lmdb_error(int rc);
+
+// A JSON object for the delivery-event log: {"time":...,"event":...,...}.
+std::string event_json(std::string_view event, int64_t time_us, QueueId id, const Envelope& env,
+                       const Recipient* rcpt);
+
+}  // namespace ringmail::queue
