@@ -17,6 +17,7 @@
 #include <limits>
 
 #include "conf/config.h"
+#include "conf/quote.h"
 
 namespace ringmail::conf {
 namespace {
@@ -33,26 +34,6 @@ std::string position(std::string_view source, const toml::source_position& p) {
   return out;
 }
 
-// Same rule as in config_values.cc: echoed input stays on one line and short.
-std::string quoted(std::string_view s) {
-  std::string out = "'";
-  size_t n = 0;
-  for (unsigned char ch : s) {
-    if (++n > 80) {
-      out += "...";
-      break;
-    }
-    if (ch < 0x20 || ch == 0x7f) {
-      static const char hex[] = "0123456789abcdef";
-      out += "\\x";
-      out += hex[ch >> 4];
-      out += hex[ch & 15];
-    } else {
-      out += static_cast<char>(ch);
-    }
-  }
-  return out + "'";
-}
 
 std::string type_name(toml::node_type t) {
   static constexpr std::string_view kNames[] = {"nothing", "table",    "array",   "string",

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "conf/config.h"
+#include "conf/quote.h"
 
 namespace ringmail::conf {
 
@@ -33,8 +34,6 @@ std::string_view protocol_name(Protocol p) {
   return "unknown";
 }
 
-namespace {
-
 // Message text quotes what the user wrote; control bytes are escaped so that every
 // problem stays on one line, and very long input is cut so one typo cannot flood a log.
 std::string quoted(std::string_view s) {
@@ -57,6 +56,8 @@ std::string quoted(std::string_view s) {
   out += "'";
   return out;
 }
+
+namespace {
 
 // Everything is compared in IPv6 space, IPv4 as ::ffff:a.b.c.d with the prefix moved by
 // 96 bits. That makes a v4 peer on an AF_INET socket and the same peer seen as mapped on

@@ -1,6 +1,7 @@
 // ringmaild: the daemon. Foreground only (systemd, containers and tests supervise it),
 // logs to stderr, SIGTERM/SIGINT stop it cleanly, SIGHUP re-reads the config.
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -59,6 +60,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   const conf::Config& config = *cfg;
+
+  // Every connection is an fd: the soft limit (often 1024) would cap us far below
+  // limits.max_connections, so take the hard limit.
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < config.limits.max_connections + 64)
+    std::fprintf(stderr, "ringmaild: warning: only %llu file descriptors for max_connections = %u\n",
+                 static_cast<unsigned long long>(nofile.rlim_cur), config.limits.max_connections);
 
   // Signals are taken synchronously by this thread; loop threads inherit the mask.
   sigset_t sigs;

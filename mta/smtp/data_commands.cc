@@ -71,9 +71,26 @@ void Session::start_message() {
   account(body_.size());
 }
 
+rt::Task<int> Session::fill_content(rt::Duration timeout) {
+  // Replies still pending (pipelined ones before a BDAT) go out before we wait.
+  if (stream_.pending_output()) {
+    int r = co_await stream_.flush(timeout);
+    if (r < 0) {
+      in_data_ = false;
+      co_return r;
+    }
+  }
+  int n = co_await stream_.fill(timeout, 1);
+  if (n > 0) co_return n;
+  in_data_ = false;
+  const auto& host = ctx_.config.server.hostname;
+  if (n == -ETIME) reply("421 4.4.2 " + host + " Error: timeout exceeded");
+  else if (n == -ECANCELED) reply("421 4.3.2 " + host + " Service shutting down");
+  co_return n;
+}
+
 rt::Task<bool> Session::cmd_data() {
   const auto& limits = ctx_.config.limits;
-  const auto& host = ctx_.config.server.hostname;
   if (!has_mail_) {
     reply("503 5.5.1 Error: need MAIL command");
     count_error();
@@ -118,12 +135,8 @@ rt::Task<bool> Session::cmd_data() {
       }
       if (dec.done()) break;
     }
-    int n = co_await stream_.fill(timeout, 1);
-    if (n > 0) continue;
-    in_data_ = false;
-    if (n == -ETIME) reply("421 4.4.2 " + host + " Error: timeout exceeded");
-    else if (n == -ECANCELED) reply("421 4.3.2 " + host + " Service shutting down");
-    co_return false;
+    int n = co_await fill_content(timeout);
+    if (n <= 0) co_return false;
   }
   in_data_ = false;
   switch (dec.fault()) {
@@ -157,7 +170,6 @@ rt::Task<bool> Session::cmd_data() {
 
 rt::Task<bool> Session::cmd_bdat(std::string_view arg) {
   const auto& limits = ctx_.config.limits;
-  const auto& host = ctx_.config.server.hostname;
   auto b = parse_bdat(arg);
   if (!b) {
     // Without a size we cannot find where the chunk ends: the session cannot continue.
@@ -186,17 +198,9 @@ rt::Task<bool> Session::cmd_bdat(std::string_view arg) {
   while (left) {
     std::string_view in = stream_.input();
     if (in.empty()) {
-      // A chunk announced but not sent: let the client see pending replies first.
-      if (stream_.pending_output() && co_await stream_.flush(timeout) < 0) {
-        in_data_ = false;
-        co_return false;
-      }
-      int n = co_await stream_.fill(timeout, 1);
-      if (n > 0) continue;
-      in_data_ = false;
-      if (n == -ETIME) reply("421 4.4.2 " + host + " Error: timeout exceeded");
-      else if (n == -ECANCELED) reply("421 4.3.2 " + host + " Service shutting down");
-      co_return false;
+      int n = co_await fill_content(timeout);
+      if (n <= 0) co_return false;
+      continue;
     }
     size_t take = static_cast<size_t>(std::min<uint64_t>(left, in.size()));
     if (refuse.empty()) {

@@ -75,6 +75,8 @@ class Session {
   rt::Task<bool> cmd_bdat(std::string_view arg);
   void cmd_rset();
   rt::Task<void> finish_message();              // enqueue and reply
+  // More message content; on failure (<= 0) the 421 for timeout/shutdown is written.
+  rt::Task<int> fill_content(rt::Duration timeout);
   void reset_transaction();
   void start_message();                         // queue id + Received: header
   void account(uint64_t added);                 // body_ grew: count it against the loop
