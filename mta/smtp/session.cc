@@ -83,19 +83,20 @@ rt::Task<Session::ReadStatus> Session::read_line(std::string_view& line, size_t&
   bool skipping = false;  // discarding the rest of an over-long line
   for (;;) {
     std::string_view in = stream_.input();
-    size_t lf = in.substr(0, std::min(in.size(), limit)).find('\n');
+    if (!skipping) {
+      size_t lf = in.substr(0, std::min(in.size(), limit)).find('\n');
+      if (lf != std::string_view::npos) {
+        line = in.substr(0, lf);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        consumed = lf + 1;
+        co_return ReadStatus::line;
+      }
+      skipping = in.size() >= limit;
+    }
     if (skipping) {
-      lf = in.find('\n');
+      size_t lf = in.find('\n');
       stream_.consume(lf == std::string_view::npos ? in.size() : lf + 1);
       if (lf != std::string_view::npos) co_return ReadStatus::too_long;
-    } else if (lf != std::string_view::npos) {
-      line = in.substr(0, lf);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      consumed = lf + 1;
-      co_return ReadStatus::line;
-    } else if (in.size() >= limit) {
-      stream_.consume(in.size());
-      skipping = true;
     }
     // Nothing complete is buffered: the replies to this pipelined batch go out in one send.
     if (stream_.pending_output()) {
