@@ -45,6 +45,7 @@ size_t DataDecoder::feed(std::string_view in, std::string& out) {
           if (limits_.reject_bare_lf) set_fault(Fault::bare_lf);
           emit(out, kCrlf, 2);
           line_len_ = 0;
+          after_crlf_ = false;
           state_ = State::line_start;
         }
         ++p;
@@ -53,10 +54,12 @@ size_t DataDecoder::feed(std::string_view in, std::string& out) {
       case State::cr:
         if (*p == '\n') {
           emit(out, kCrlf, 2);
+          after_crlf_ = true;
           ++p;
         } else {  // bare CR: the byte after it starts a new line
           if (limits_.reject_bare_lf) set_fault(Fault::bare_cr);
           emit(out, kCrlf, 2);
+          after_crlf_ = false;
         }
         line_len_ = 0;
         state_ = State::line_start;
@@ -70,6 +73,7 @@ size_t DataDecoder::feed(std::string_view in, std::string& out) {
           if (limits_.reject_bare_lf) set_fault(Fault::bare_lf);
           emit(out, ".\r\n", 3);
           line_len_ = 0;
+          after_crlf_ = false;
           state_ = State::line_start;
           ++p;
         } else {
@@ -78,14 +82,23 @@ size_t DataDecoder::feed(std::string_view in, std::string& out) {
         }
         break;
       case State::dot_cr:
-        if (*p == '\n') {
+        if (*p == '\n' && after_crlf_) {
           state_ = State::done;
+          ++p;
+        } else if (*p == '\n') {
+          // LF "." CRLF or CR "." CRLF: the line before ended badly (already a fault), so
+          // this is not CRLF.CRLF and not the end; other servers disagree on exactly this.
+          emit(out, ".\r\n", 3);
+          line_len_ = 0;
+          after_crlf_ = true;
+          state_ = State::line_start;
           ++p;
         } else {
           // ".\r" + something: a bare CR after a lone dot. The dot was not stuffing.
           if (limits_.reject_bare_lf) set_fault(Fault::bare_cr);
           emit(out, ".\r\n", 3);
           line_len_ = 0;
+          after_crlf_ = false;
           state_ = State::line_start;
         }
         break;

@@ -45,6 +45,9 @@ class DataDecoder {
   State state_ = State::line_start;
   Fault fault_ = Fault::none;
   size_t line_len_ = 0;  // octets of the current line on the wire, CRLF excluded
+  // The current line began after a real CRLF (or at the start of DATA): only then can
+  // "." CRLF end the message.
+  bool after_crlf_ = true;
   uint64_t size_ = 0;
 };
 
