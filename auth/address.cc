@@ -1,5 +1,8 @@
 #include "auth/address.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cctype>
 
 #include "dns/domain.h"
@@ -67,6 +70,12 @@ bool valid_address_literal(std::string_view s) {
   if (s.size() < 3 || s.front() != '[' || s.back() != ']') return false;
   std::string_view in = s.substr(1, s.size() - 2);
   if (valid_ipv4(in)) return true;
+  constexpr std::string_view kV6 = "IPv6:";
+  if (in.size() > kV6.size() && in.substr(0, kV6.size()) == kV6) {
+    std::string addr(in.substr(kV6.size()));
+    in6_addr a;
+    return addr.size() < INET6_ADDRSTRLEN && inet_pton(AF_INET6, addr.c_str(), &a) == 1;
+  }
   size_t colon = in.find(':');
   if (colon == std::string_view::npos || colon == 0) return false;
   for (size_t i = 0; i < colon; ++i) {
@@ -105,9 +114,11 @@ Result<Path> parse_path(std::string_view s, bool allow_null, bool allow_utf8, si
     }
   }
   if (close == std::string_view::npos) return syntax("missing '>'");
-  if (close + 1 > kMaxPath + 2) return syntax("path too long");
+  // RFC 5321 4.5.3.1.3: 256 octets "including the punctuation and element separators".
+  if (close + 1 > kMaxPath) return syntax("path too long");
   *consumed = close + 1;
   std::string_view in = s.substr(1, close - 1);
+  const bool non_ascii = has_non_ascii(in);
   Path p;
   if (in.empty()) {
     if (!allow_null) return syntax("null address not allowed here");
@@ -127,6 +138,7 @@ Result<Path> parse_path(std::string_view s, bool allow_null, bool allow_utf8, si
         return syntax("bad source route");
       if (comma == std::string_view::npos) break;
       start = comma + 1;
+      if (start == route.size()) return syntax("bad source route");  // "@a,:" has an empty hop
     }
     p.source_route = true;
     in = in.substr(colon + 1);
@@ -178,7 +190,7 @@ Result<Path> parse_path(std::string_view s, bool allow_null, bool allow_utf8, si
   p.mailbox.domain.reserve(domain.size());
   for (char c : domain)
     p.mailbox.domain.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  p.utf8 = has_non_ascii(in);
+  p.utf8 = non_ascii;
   if (p.utf8 && !allow_utf8) return Error{553, "non-ASCII address needs SMTPUTF8"};
   return p;
 }

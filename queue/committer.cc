@@ -122,7 +122,14 @@ void Committer::commit_batch(std::vector<EnqueueRequest*>& batch) {
       }
     }
     rc = mdb_txn_commit(txn);
-    if (rc) {
+    if (rc == MDB_MAP_FULL) {
+      // Full at commit time (freelist, B-tree splits): nothing was written. Retry all of
+      // it in a bigger map; the store is not damaged.
+      ok.insert(ok.end(), retry.begin(), retry.end());
+      retry.swap(ok);
+      ok.clear();
+      rc = 0;
+    } else if (rc) {
       // The sync failed: nothing of this batch is known to be on disk.
       broken_ = true;
       broken_reason_ = lmdb_error(rc);

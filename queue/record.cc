@@ -7,6 +7,7 @@ namespace ringmail::queue {
 namespace {
 constexpr uint8_t kEnvelopeVersion = 1;
 constexpr uint8_t kRecipientVersion = 1;
+constexpr uint64_t kMaxRecipients = 1000000;  // far above limits.max_recipients' ceiling
 
 class Writer {
  public:
@@ -114,7 +115,9 @@ Status decode_envelope(std::string_view data, Envelope& e) {
   r.varint(arrival);
   r.varint(e.body_size);
   r.varint(nrcpt);
-  if (!r.done() || body > 3 || ret > 2) return Error{0, "envelope record: damaged"};
+  // The recipient count sizes a vector: a damaged count must not become a huge allocation.
+  if (!r.done() || body > 3 || ret > 2 || nrcpt > kMaxRecipients)
+    return Error{0, "envelope record: damaged"};
   e.body = static_cast<BodyType>(body);
   e.smtputf8 = utf8 != 0;
   e.ret = static_cast<Ret>(ret);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <vector>
 
 #include "queue/record.h"
 
@@ -326,27 +327,32 @@ Result<size_t> Store::requeue_inflight() {
   if (rc) return lmdb_err("begin", rc);
   size_t n = 0;
   int64_t now = static_cast<int64_t>(std::time(nullptr));
+  // Collect first, write after: changing records under an open cursor is asking for trouble.
+  std::vector<std::pair<std::string, Recipient>> changes;
   {
     Cursor c(txn, rcpt_);
     MDB_val k, v;
     for (int r = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST); r == 0;
          r = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
       auto rcpt = decode_recipient(view(v));
-      if (!rcpt || rcpt->state != RcptState::inflight) continue;
-      uint64_t id = read_be64(view(k));
-      std::string old_sk = key_time_id(rcpt->next_attempt, id);
-      MDB_val osk = val(old_sk);
-      mdb_del(txn, sched_, &osk, nullptr);
-      rcpt->state = RcptState::queued;
-      rcpt->next_attempt = now;
-      std::string rv = encode_recipient(*rcpt);
-      MDB_val nv = val(rv);
-      if ((rc = mdb_cursor_put(c.get(), &k, &nv, MDB_CURRENT))) break;
-      std::string sk = key_time_id(now, id);
-      MDB_val skv = val(sk), empty = val("");
-      if ((rc = mdb_put(txn, sched_, &skv, &empty, 0))) break;
-      ++n;
+      if (rcpt && rcpt->state == RcptState::inflight)
+        changes.emplace_back(std::string(view(k)), std::move(rcpt.value()));
     }
+  }
+  for (auto& [key, rcpt] : changes) {
+    uint64_t id = read_be64(key);
+    std::string old_sk = key_time_id(rcpt.next_attempt, id);
+    MDB_val osk = val(old_sk);
+    mdb_del(txn, sched_, &osk, nullptr);
+    rcpt.state = RcptState::queued;
+    rcpt.next_attempt = now;
+    std::string rv = encode_recipient(rcpt);
+    MDB_val k = val(key), nv = val(rv);
+    if ((rc = mdb_put(txn, rcpt_, &k, &nv, 0))) break;
+    std::string sk = key_time_id(now, id);
+    MDB_val skv = val(sk), empty = val("");
+    if ((rc = mdb_put(txn, sched_, &skv, &empty, 0))) break;
+    ++n;
   }
   if (rc) {
     mdb_txn_abort(txn);

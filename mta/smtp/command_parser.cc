@@ -124,22 +124,11 @@ bool valid_xtext(std::string_view s) {
 
 Result<MailFrom> parse_mail_from(std::string_view arg) {
   if (!strip_keyword(arg, "FROM:")) return err(501, "5.5.4 Syntax: MAIL FROM:<address>");
-  // SMTPUTF8 may follow the path, but decides how the path is parsed: look first.
-  bool utf8 = false;
-  {
-    size_t close = arg.rfind('>');
-    Params pre(close == std::string_view::npos ? std::string_view() : arg.substr(close + 1));
-    std::string_view k, v;
-    bool hv;
-    while (pre.next(k, v, hv))
-      if (iequals(k, "SMTPUTF8")) utf8 = true;
-  }
+  // SMTPUTF8 follows the path but decides whether the path may be UTF-8: parse the path
+  // permissively, read the parameters, then apply the rule (RFC 6531 3.4).
   size_t used = 0;
-  auto path = auth::parse_path(arg, /*allow_null=*/true, utf8, &used);
-  if (!path) {
-    if (path.error().code == 553) return err(553, "5.6.7 " + path.error().message);
-    return err(501, "5.1.7 Bad sender address syntax: " + path.error().message);
-  }
+  auto path = auth::parse_path(arg, /*allow_null=*/true, /*allow_utf8=*/true, &used);
+  if (!path) return err(501, "5.1.7 Bad sender address syntax: " + path.error().message);
   MailFrom m;
   m.path = std::move(path.value());
   std::string_view rest = arg.substr(used);
@@ -182,6 +171,7 @@ Result<MailFrom> parse_mail_from(std::string_view arg) {
       return err(555, "5.5.4 Unsupported MAIL parameter: " + std::string(k.substr(0, 32)));
     }
   }
+  if (m.path.utf8 && !m.smtputf8) return err(553, "5.6.7 non-ASCII address needs SMTPUTF8");
   return m;
 }
 

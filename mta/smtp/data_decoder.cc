@@ -33,9 +33,16 @@ size_t DataDecoder::feed(std::string_view in, std::string& out) {
         while (q < end && *q != '\r' && *q != '\n') ++q;
         size_t run = static_cast<size_t>(q - p);
         if (run) {
+          // Which limit this run crosses first must not depend on how the input was
+          // split, so compare where each would be crossed (ties: the line check comes
+          // first, as it would byte by byte).
+          uint64_t line_room = max_content > line_len_ ? max_content - line_len_ : 0;
+          uint64_t size_room = limits_.max_size > size_ ? limits_.max_size - size_ : 0;
+          bool line_over = run > line_room;
+          if (line_over && line_room <= size_room) set_fault(Fault::line_too_long);
           line_len_ += run;
-          if (line_len_ > max_content) set_fault(Fault::line_too_long);
           emit(out, p, run);
+          if (line_over) set_fault(Fault::line_too_long);
           p = q;
         }
         if (p == end) break;
