@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <strings.h>
+
 #include <cctype>
 
 #include "dns/domain.h"
@@ -71,7 +73,8 @@ bool valid_address_literal(std::string_view s) {
   std::string_view in = s.substr(1, s.size() - 2);
   if (valid_ipv4(in)) return true;
   constexpr std::string_view kV6 = "IPv6:";
-  if (in.size() > kV6.size() && in.substr(0, kV6.size()) == kV6) {
+  // The tag is an ABNF string, so case-insensitive (RFC 5234 2.3): "ipv6:" is "IPv6:".
+  if (in.size() > kV6.size() && strncasecmp(in.data(), kV6.data(), kV6.size()) == 0) {
     std::string addr(in.substr(kV6.size()));
     in6_addr a;
     return addr.size() < INET6_ADDRSTRLEN && inet_pton(AF_INET6, addr.c_str(), &a) == 1;
