@@ -3,6 +3,8 @@
 #include "queue/committer.h"
 
 #include <gtest/gtest.h>
+
+#include "tests/support/temp_dir.h"
 #include <stdlib.h>
 
 #include <atomic>
@@ -17,22 +19,7 @@
 namespace ringmail::queue {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "ringmail-commit-XXXXXX").string();
-    EXPECT_NE(mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = ringmail::testing::TempDir;
 
 // Counts completions; the test thread waits on it with a deadline.
 class Latch {

@@ -3,6 +3,8 @@
 #include "queue/store.h"
 
 #include <gtest/gtest.h>
+
+#include "tests/support/temp_dir.h"
 #include <stdlib.h>
 
 #include <filesystem>
@@ -15,23 +17,7 @@
 namespace ringmail::queue {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "ringmail-store-XXXXXX").string();
-    char* p = mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = ringmail::testing::TempDir;
 
 Envelope envelope(std::string sender, std::vector<std::string> rcpts, int64_t arrival_us) {
   Envelope e;
