@@ -183,10 +183,17 @@ rt::Task<bool> Session::cmd_bdat(std::string_view arg) {
   } else if (env_.recipients.empty()) {
     refuse = rcpt_attempts_ ? "554 5.5.1 Error: no valid recipients"
                             : "503 5.5.1 Error: need RCPT command";
-  } else if ((bdat_started_ ? body_.size() - trace_len_ : 0) + b->size > limits.max_message_size) {
+  } else if (b->size > limits.max_message_size - (bdat_started_ ? body_.size() - trace_len_ : 0)) {
+    // Written as a subtraction: "BDAT 18446744073709551615" must not wrap around.
     refuse = kTooBig;
   } else if (over_budget()) {
     refuse = kNoResources;
+  }
+  if (b->size > limits.max_message_size) {
+    // Draining a chunk larger than any message we accept would only make us a free sink
+    // (up to 2^64 octets); say why and hang up instead.
+    reply(kTooBig);
+    co_return false;
   }
   if (refuse.empty() && !bdat_started_) {
     start_message();

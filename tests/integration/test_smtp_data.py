@@ -431,11 +431,23 @@ class DataSizeLimit(DataBase):
         self.assertInSyncAndEnd(c)
 
     def test_bdat_chunk_over_size_limit(self):
+        # A single chunk larger than any acceptable message is not drained (that would
+        # make the server a sink for up to 2^64 octets): 552, then the connection closes.
         c = self.session()
         self.begin(c)
         c.send(b"BDAT 20000 LAST\r\n" + b"c" * 20000)
         self.assertReply(c.read_reply(), 552, "5.3.4")
-        self.assertInSyncAndEnd(c)
+        self.assertTrue(c.wait_closed(), "connection not closed after an oversized chunk")
+
+    def test_bdat_size_that_would_wrap(self):
+        # 2^64-1 added to the bytes already received must not wrap to a small number.
+        c = self.session()
+        self.begin(c)
+        c.send(b"BDAT 100\r\n" + b"f" * 100)
+        self.assertReply(c.read_reply(), 250)
+        c.send(b"BDAT 18446744073709551615 LAST\r\n" + b"f" * 100)
+        self.assertReply(c.read_reply(), 552, "5.3.4")
+        self.assertTrue(c.wait_closed(), "connection not closed after an oversized chunk")
 
     def test_bdat_chunks_add_up_over_limit(self):
         c = self.session()
