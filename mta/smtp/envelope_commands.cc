@@ -74,6 +74,7 @@ void Session::cmd_rcpt(std::string_view arg) {
                                     /*authenticated=*/false);
   if (decision == auth::RcptDecision::denied) {
     reply("554 5.7.1 <" + address + ">: Relay access denied");
+    count_error();  // relay probing counts towards max_errors like any refused command
     return;
   }
   queue::Recipient rc;

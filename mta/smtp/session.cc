@@ -75,7 +75,7 @@ void Session::reply_error(const Error& e) {
   reply(e.message);
 }
 
-bool Session::count_error() { return ++errors_ >= ctx_.config.limits.max_errors; }
+void Session::count_error() { ++errors_; }
 
 rt::Task<Session::ReadStatus> Session::read_line(std::string_view& line, size_t& consumed) {
   const size_t limit = ctx_.config.limits.max_line_length;
@@ -149,7 +149,8 @@ rt::Task<void> Session::run() {
     }
     if (st == ReadStatus::too_long) {
       reply("500 5.5.2 Error: line too long");
-      if (count_error()) {
+      count_error();
+      if (errors_ >= ctx_.config.limits.max_errors) {
         reply("421 4.7.0 " + host + " Error: too many errors");
         break;
       }
@@ -236,7 +237,9 @@ rt::Task<void> Session::run() {
     }
     if (used) stream_.consume(used);
     if (!keep) break;
-    if (bad && count_error()) {
+    // Handlers count their own refusals; `bad` marks the ones refused here.
+    if (bad) count_error();
+    if (errors_ >= ctx_.config.limits.max_errors) {
       reply("421 4.7.0 " + host + " Error: too many errors");
       break;
     }

@@ -65,7 +65,7 @@ class Session {
   rt::Task<ReadStatus> read_line(std::string_view& line, size_t& consumed);
   void reply(std::string_view text);  // one reply line (CRLF added)
   void reply_error(const Error& e);   // "CODE x.y.z text"
-  bool count_error();                 // true when max_errors is reached
+  void count_error();  // one more refused command; the session ends at limits.max_errors
 
   // command handlers: each writes its own reply
   void cmd_ehlo(std::string_view arg, bool extended);

@@ -158,6 +158,21 @@ class ErrorLimit(LimitsBase):
         self.assertReply(c.read_reply(), 421)
         self.assertTrue(c.wait_closed())
 
+    def test_handler_refusals_alone_end_the_session(self):
+        # Refusals counted inside MAIL/RCPT (syntax, relay probing) reach the limit on
+        # their own, without a plain unknown command to trigger the check.
+        d = self.start(max_errors=3)
+        c = self.conn(d)
+        c.expect(220)
+        c.cmd("EHLO client.test", expect=250)
+        c.cmd("MAIL FROM:<a@client.test>", expect=250)
+        self.assertEqual(c.cmd("RCPT TO:<x@remote.test>").code, 554)
+        self.assertEqual(c.cmd("RCPT TO:<y@remote.test>").code, 554)
+        c.send(b"RCPT TO:<z@remote.test>\r\n")
+        self.assertEqual(c.read_reply().code, 554)
+        self.assertReply(c.read_reply(), 421)
+        self.assertTrue(c.wait_closed(), "relay probing did not end the session")
+
     def test_good_commands_do_not_count(self):
         d = self.start(max_errors=3)
         c = self.conn(d)
