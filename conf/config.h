@@ -72,6 +72,7 @@ struct Config {
     uint32_t max_connections_per_ip = 50;
     uint32_t max_line_length = 1000;   // octets including CRLF (RFC 5321 4.5.3.1.6)
     uint32_t max_errors = 20;          // bad commands before the session is closed
+    uint32_t max_junk_commands = 100;  // NOOP/RSET/VRFY/HELP per session (keep-alive abuse)
     Seconds command_timeout{300};      // RFC 5321 4.5.3.2.7: server timeout 5 min
     Seconds data_timeout{600};         // RFC 5321 4.5.3.2.6: DATA termination 10 min
     Seconds shutdown_timeout{30};      // SIGTERM: time to finish open transactions

@@ -459,6 +459,7 @@ void Loader::load(const toml::table& root, Config& c) {
            u("max_line_length", m.max_line_length, 1000, 65536,
              "RFC 5321 4.5.3.1.6: at least 1000 octets including CRLF"),
            u("max_errors", m.max_errors, 1, kAny),
+           u("max_junk_commands", m.max_junk_commands, 1, kAny),
            d("command_timeout", m.command_timeout),
            d("data_timeout", m.data_timeout),
            d("shutdown_timeout", m.shutdown_timeout),

@@ -291,6 +291,7 @@ std::string describe(const Config& c) {
   line("max_connections_per_ip", num(m.max_connections_per_ip));
   line("max_line_length", num(m.max_line_length));
   line("max_errors", num(m.max_errors));
+  line("max_junk_commands", num(m.max_junk_commands));
   line("command_timeout", dur(m.command_timeout));
   line("data_timeout", dur(m.data_timeout));
   line("shutdown_timeout", dur(m.shutdown_timeout));

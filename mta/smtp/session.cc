@@ -159,6 +159,12 @@ rt::Task<void> Session::run() {
     Command c = parse_command(line);
     bool keep = true;
     bool bad = false;
+    if ((c.verb == Verb::noop || c.verb == Verb::rset || c.verb == Verb::vrfy ||
+         c.verb == Verb::help) &&
+        ++junk_ > ctx_.config.limits.max_junk_commands) {
+      reply("421 4.7.0 " + host + " Error: too many NOOP/RSET/VRFY/HELP commands");
+      break;
+    }
     switch (c.verb) {
       case Verb::ehlo:
       case Verb::helo:

@@ -94,6 +94,7 @@ class Session {
   std::string helo_;
   bool esmtp_ = false;
   uint32_t errors_ = 0;
+  uint32_t junk_ = 0;  // NOOP/RSET/VRFY/HELP so far
   bool in_data_ = false;  // reading DATA/BDAT content: shutdown lets it finish
 
   // transaction state (RFC 5321 3.3)

@@ -173,6 +173,16 @@ class ErrorLimit(LimitsBase):
         self.assertReply(c.read_reply(), 421)
         self.assertTrue(c.wait_closed(), "relay probing did not end the session")
 
+    def test_junk_command_limit(self):
+        d = self.start(max_junk_commands=5)
+        c = self.conn(d)
+        c.expect(220)
+        c.cmd("EHLO client.test", expect=250)
+        for verb in ("NOOP", "RSET", "VRFY bob", "HELP", "NOOP"):
+            self.assertLess(c.cmd(verb).code, 300)
+        self.assertReply(c.cmd("NOOP"), 421, "4.7.0")
+        self.assertTrue(c.wait_closed(), "not closed after too many junk commands")
+
     def test_good_commands_do_not_count(self):
         d = self.start(max_errors=3)
         c = self.conn(d)
