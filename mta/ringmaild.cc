@@ -1,5 +1,6 @@
 // ringmaild: the daemon. Foreground only (systemd, containers and tests supervise it),
 // logs to stderr, SIGTERM/SIGINT stop it cleanly, SIGHUP re-reads the config.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -97,6 +98,17 @@ int main(int argc, char** argv) {
   }
   queue::raise_queue_id_floor((*store)->max_id());
   queue::Committer committer(**store);
+  // DESIGN "Delivery log": JSON Lines, one record per event, for operators to ship.
+  std::filesystem::path log_dir = std::filesystem::path(config.server.data_dir) / "log";
+  std::error_code ec;
+  std::filesystem::create_directories(log_dir, ec);
+  std::string log_path = (log_dir / "delivery.jsonl").string();
+  int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (log_fd < 0) {
+    std::fprintf(stderr, "ringmaild: cannot open %s: %s\n", log_path.c_str(), std::strerror(errno));
+    return 1;
+  }
+  committer.set_event_log(log_fd);
 
   server::Server srv(config, committer);
   if (auto s = srv.start(); !s) {
@@ -123,6 +135,7 @@ int main(int argc, char** argv) {
   srv.stop();
   committer.stop();
   std::fprintf(stderr, "group-commit: %s\n", committer.stats().summary().c_str());
+  ::close(log_fd);
   std::fprintf(stderr, "ringmaild: stopped\n");
   return 0;
 }

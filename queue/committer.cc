@@ -1,7 +1,10 @@
 #include "queue/committer.h"
 
 #include <cerrno>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstring>
 
 namespace ringmail::queue {
 
@@ -92,6 +95,30 @@ void Committer::run() {
   }
 }
 
+void Committer::log_received(const std::vector<EnqueueRequest*>& committed) {
+  if (log_fd_ < 0 || committed.empty()) return;
+  std::string lines;
+  for (const auto* r : committed)
+    for (const auto& rcpt : r->envelope.recipients) {
+      lines += event_json("received", r->envelope.arrival_us, r->id, r->envelope, &rcpt);
+      lines += '\n';
+    }
+  // O_APPEND: each write lands whole at the end, so lines from one batch stay together.
+  size_t off = 0;
+  while (off < lines.size()) {
+    ssize_t n = ::write(log_fd_, lines.data() + off, lines.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (!log_failed_)
+        std::fprintf(stderr, "queue: delivery log write failed: %s (events stay in the queue)\n",
+                     std::strerror(errno));
+      log_failed_ = true;
+      return;
+    }
+    off += static_cast<size_t>(n);
+  }
+}
+
 void Committer::commit_batch(std::vector<EnqueueRequest*>& batch) {
   // Pessimistic until its transaction is on disk.
   for (auto* r : batch) r->status = Error{451, "4.3.0 message not committed"};
@@ -144,6 +171,7 @@ void Committer::commit_batch(std::vector<EnqueueRequest*>& batch) {
       r->status = ok_status();
       bytes += r->body.size();
     }
+    log_received(ok);
     committed += ok.size();
     if (retry.empty()) break;
     if (!store_.grow_map()) {

@@ -63,10 +63,14 @@ class Committer {
   // Finishes everything submitted so far, then joins the thread.
   void stop();
   CommitStats stats() const;
+  // Appends one JSON line per committed recipient ("received" events, DESIGN's delivery
+  // log) to `fd` after each commit, from the committer thread. Call before submitting.
+  void set_event_log(int fd) { log_fd_ = fd; }
 
  private:
   void run();
   void commit_batch(std::vector<EnqueueRequest*>& batch);
+  void log_received(const std::vector<EnqueueRequest*>& committed);
 
   Store& store_;
   MpscStack inbox_;
@@ -75,6 +79,8 @@ class Committer {
   std::string broken_reason_;
   mutable std::mutex stats_mu_;  // stats() readers only; never on the enqueue path
   CommitStats stats_;
+  int log_fd_ = -1;
+  bool log_failed_ = false;  // warned once; the LMDB events table still has every event
   std::thread thread_;
 };
 

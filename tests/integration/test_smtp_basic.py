@@ -2,6 +2,8 @@
 
 One daemon per class (started in setUpClass); every test opens its own connection.
 """
+import json
+import os
 import smtplib
 import unittest
 
@@ -152,6 +154,29 @@ class SmtpBasic(unittest.TestCase):
             refused = s.sendmail("a@b.test", ["bob@example.test", "carol@example.test"],
                                  b"Subject: hi\r\n\r\nhello again\r\n")
             self.assertEqual(refused, {})
+
+    def test_delivery_log_has_received_events(self):
+        # DESIGN "Delivery log": JSON Lines under <data_dir>/log, one record per recipient.
+        with smtplib.SMTP(self.daemon.host, self.daemon.port, timeout=harness.t(30)) as s:
+            s.ehlo("client.test")
+            s.mail("log-sender@b.test")
+            s.rcpt("dave@example.test")
+            s.rcpt("erin@example.test")
+            code, text = s.data(b"Subject: log\r\nMessage-ID: <log-1@b.test>\r\n\r\nx\r\n")
+            self.assertEqual(code, 250, text)
+        qid = text.decode().rsplit(" ", 1)[-1]
+        path = os.path.join(self.daemon.data_dir, "log", "delivery.jsonl")
+        with open(path, encoding="utf-8") as f:
+            records = [json.loads(line) for line in f if qid in line]
+        self.assertEqual(sorted(r["recipient"] for r in records),
+                         ["dave@example.test", "erin@example.test"])
+        for r in records:
+            self.assertEqual(r["event"], "received")
+            self.assertEqual(r["queue_id"], qid)
+            self.assertEqual(r["sender"], "log-sender@b.test")
+            self.assertEqual(r["message_id"], "<log-1@b.test>")
+            self.assertEqual(r["client"], "127.0.0.1")
+            self.assertRegex(r["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
     def test_queue_ids_unique(self):
         c = self.session()
