@@ -595,3 +595,43 @@ def dot_stuff(body: bytes) -> bytes:
     for line in body.split(b"\r\n")[:-1]:
         out.append((b"." + line) if line.startswith(b".") else line)
     return b"".join(l + b"\r\n" for l in out)
+
+
+class DaemonTestCase(unittest.TestCase):
+    """One daemon per test class (config from `daemon_kwargs`); every test opens its own
+    connections, closed after the test."""
+    daemon: Daemon
+    daemon_kwargs: dict = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon(**cls.daemon_kwargs).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.close()
+
+    def setUp(self):
+        self.conns = []
+
+    def tearDown(self):
+        for c in self.conns:
+            c.close()
+
+    def conn(self):
+        c = self.daemon.connect()
+        self.conns.append(c)
+        return c
+
+    def session(self, ehlo="client.test"):
+        c = self.daemon.session(ehlo)
+        self.conns.append(c)
+        return c
+
+    def assertReply(self, reply, code, enhanced=None, contains=None):
+        self.assertEqual(reply.code, code, f"reply: {reply!r}")
+        if enhanced is not None:
+            self.assertTrue(reply.lines[-1].startswith(enhanced + " "),
+                            f"expected enhanced status {enhanced}: {reply!r}")
+        if contains is not None:
+            self.assertIn(contains, reply.text, f"reply: {reply!r}")

@@ -13,44 +13,11 @@ from harness import Daemon, HOSTNAME
 MAX_SIZE = 52428800  # the default limits.max_message_size
 
 
-class SmtpBasic(unittest.TestCase):
-    daemon: Daemon
-
-    @classmethod
-    def setUpClass(cls):
-        cls.daemon = Daemon(max_recipients=100).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.daemon.close()
-
-    def setUp(self):
-        self.conns = []
-
-    def tearDown(self):
-        for c in self.conns:
-            c.close()
-
-    def conn(self):
-        c = self.daemon.connect()
-        self.conns.append(c)
-        return c
-
-    def session(self, ehlo="client.test"):
-        c = self.daemon.session(ehlo)
-        self.conns.append(c)
-        return c
+class SmtpBasic(harness.DaemonTestCase):
+    daemon_kwargs = {"max_recipients": 100}
 
     def mail(self, c, sender="a@b.test", params=""):
         return c.cmd(f"MAIL FROM:<{sender}>{params}", expect=250)
-
-    def assertReply(self, reply, code, enhanced=None, contains=None):
-        self.assertEqual(reply.code, code, f"reply: {reply!r}")
-        if enhanced is not None:
-            self.assertTrue(reply.lines[-1].startswith(enhanced + " "),
-                            f"expected enhanced status {enhanced}: {reply!r}")
-        if contains is not None:
-            self.assertIn(contains, reply.text, f"reply: {reply!r}")
 
     def assertStillInSync(self, c):
         r = c.cmd("NOOP")

@@ -15,30 +15,7 @@ from harness import Daemon, HOSTNAME, require_ringctl, queue_show, split_receive
 SWAKS = shutil.which("swaks") or "/usr/bin/swaks"
 
 
-class DataBase(unittest.TestCase):
-    daemon: Daemon
-    daemon_kwargs: dict = {}
-
-    @classmethod
-    def setUpClass(cls):
-        cls.daemon = Daemon(**cls.daemon_kwargs).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.daemon.close()
-
-    def setUp(self):
-        self.conns = []
-
-    def tearDown(self):
-        for c in self.conns:
-            c.close()
-
-    def session(self, ehlo="client.test"):
-        c = self.daemon.session(ehlo)
-        self.conns.append(c)
-        return c
-
+class DataBase(harness.DaemonTestCase):
     def begin(self, c, rcpts=("bob@example.test",)):
         c.cmd("MAIL FROM:<a@b.test>", expect=250)
         for r in rcpts:
@@ -47,12 +24,6 @@ class DataBase(unittest.TestCase):
     def begin_data(self, c):
         self.begin(c)
         c.cmd("DATA", expect=354)
-
-    def assertReply(self, reply, code, enhanced=None):
-        self.assertEqual(reply.code, code, f"reply: {reply!r}")
-        if enhanced is not None:
-            self.assertTrue(reply.lines[-1].startswith(enhanced + " "),
-                            f"expected enhanced status {enhanced}: {reply!r}")
 
     def assertQueued(self, reply):
         self.assertEqual(reply.code, 250, f"reply: {reply!r}")
