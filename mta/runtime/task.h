@@ -7,6 +7,7 @@
 #pragma once
 
 #include <coroutine>
+#include <cstddef>
 #include <exception>
 #include <optional>
 #include <utility>
@@ -28,7 +29,16 @@ struct FinalAwaiter {
   void await_resume() const noexcept {}
 };
 
+// Coroutine frames come from a per-thread free list by size class: a session awaits
+// fill()/flush() for every read and reply, and each await creates a frame (STYLE: hot
+// paths do not allocate). Sanitizer builds use plain new/delete so ASan still sees
+// use-after-free of frames.
+void* frame_alloc(std::size_t n);
+void frame_free(void* p, std::size_t n) noexcept;
+
 struct PromiseBase {
+  static void* operator new(std::size_t n) { return frame_alloc(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { frame_free(p, n); }
   std::coroutine_handle<> continuation;
   std::suspend_always initial_suspend() const noexcept { return {}; }
   FinalAwaiter final_suspend() const noexcept { return {}; }
