@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-
 #include <strings.h>
 
 #include <cctype>
@@ -19,15 +18,33 @@ constexpr size_t kMaxPath = 256;
 bool is_atext(unsigned char c, bool utf8) {
   if (std::isalnum(c)) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '/': case '=': case '?': case '^': case '_': case '`': case '{':
-    case '|': case '}': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '/':
+    case '=':
+    case '?':
+    case '^':
+    case '_':
+    case '`':
+    case '{':
+    case '|':
+    case '}':
+    case '~':
       return true;
   }
   return utf8 && c >= 0x80;
 }
 
-Error syntax(std::string_view what) { return Error{501, std::string(what)}; }
+Error syntax(std::string_view what) {
+  return Error{501, std::string(what)};
+}
 
 // Dot-string = Atom *("." Atom)
 bool valid_dot_string(std::string_view s, bool utf8) {
@@ -136,7 +153,8 @@ Result<Path> parse_path(std::string_view s, bool allow_null, bool allow_utf8, si
     size_t start = 0;
     while (start < route.size()) {
       size_t comma = route.find(',', start);
-      std::string_view hop = route.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+      std::string_view hop = route.substr(
+          start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
       if (hop.size() < 2 || hop.front() != '@' || !dns::valid_domain(hop.substr(1), kUtf8Chars))
         return syntax("bad source route");
       if (comma == std::string_view::npos) break;

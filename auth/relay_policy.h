@@ -19,9 +19,9 @@
 namespace ringmail::auth {
 
 enum class RcptDecision {
-  local,      // for a local domain: deliver to the mailbox store
-  relay,      // not local, but this client may relay
-  denied      // 554 5.7.1 Relay access denied
+  local,  // for a local domain: deliver to the mailbox store
+  relay,  // not local, but this client may relay
+  denied  // 554 5.7.1 Relay access denied
 };
 
 class RelayPolicy {

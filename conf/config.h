@@ -70,13 +70,13 @@ struct Config {
     uint32_t max_recipients = 1000;        // per transaction
     uint32_t max_connections = 20000;      // all protocols together
     uint32_t max_connections_per_ip = 50;
-    uint32_t max_line_length = 1000;   // octets including CRLF (RFC 5321 4.5.3.1.6)
-    uint32_t max_errors = 20;          // bad commands before the session is closed
-    uint32_t max_junk_commands = 100;  // NOOP/RSET/VRFY/HELP per session (keep-alive abuse)
-    Seconds command_timeout{300};      // RFC 5321 4.5.3.2.7: server timeout 5 min
-    Seconds data_timeout{600};         // RFC 5321 4.5.3.2.6: DATA termination 10 min
-    Seconds shutdown_timeout{30};      // SIGTERM: time to finish open transactions
-    bool reject_bare_lf = true;        // bare CR/LF in DATA: 5xx (false: normalise to CRLF)
+    uint32_t max_line_length = 1000;           // octets including CRLF (RFC 5321 4.5.3.1.6)
+    uint32_t max_errors = 20;                  // bad commands before the session is closed
+    uint32_t max_junk_commands = 100;          // NOOP/RSET/VRFY/HELP per session (keep-alive abuse)
+    Seconds command_timeout{300};              // RFC 5321 4.5.3.2.7: server timeout 5 min
+    Seconds data_timeout{600};                 // RFC 5321 4.5.3.2.6: DATA termination 10 min
+    Seconds shutdown_timeout{30};              // SIGTERM: time to finish open transactions
+    bool reject_bare_lf = true;                // bare CR/LF in DATA: 5xx (false: normalise to CRLF)
     uint64_t max_queue_size = 17179869184ULL;  // bytes the LMDB queue map may grow to
     uint64_t max_inflight_bytes = 268435456;   // per loop thread: DATA held in memory
   } limits;
@@ -89,11 +89,11 @@ struct Config {
     Seconds delay_notice_after{4 * 3600};
   } delivery;
 
-  struct Dns {  // not yet used (issue 4)
+  struct Dns {                         // not yet used (issue 4)
     std::vector<std::string> servers;  // "127.0.0.1:5353"
   } dns;
 
-  struct Store {  // not yet used (mailbox store)
+  struct Store {                   // not yet used (mailbox store)
     std::string backend = "lmdb";  // lmdb | lmtp | maildir
   } store;
 };

@@ -34,7 +34,6 @@ std::string position(std::string_view source, const toml::source_position& p) {
   return out;
 }
 
-
 std::string type_name(toml::node_type t) {
   static constexpr std::string_view kNames[] = {"nothing", "table",    "array",   "string",
                                                 "integer", "float",    "boolean", "date",

@@ -69,8 +69,10 @@ int main(int argc, char** argv) {
     nofile.rlim_cur = nofile.rlim_max;
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
-  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < config.limits.max_connections + 64)
-    std::fprintf(stderr, "ringmaild: warning: only %llu file descriptors for max_connections = %u\n",
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+      nofile.rlim_cur < config.limits.max_connections + 64)
+    std::fprintf(stderr,
+                 "ringmaild: warning: only %llu file descriptors for max_connections = %u\n",
                  static_cast<unsigned long long>(nofile.rlim_cur), config.limits.max_connections);
 
   // Signals are taken synchronously by this thread; loop threads inherit the mask.
@@ -125,8 +127,13 @@ int main(int argc, char** argv) {
       // Parts that can change live (TLS certificates) reload with their issues; for now
       // SIGHUP validates the file so an operator learns of mistakes before a restart.
       auto again = load(path);
-      if (again) std::fprintf(stderr, "ringmaild: SIGHUP: config valid; restart to apply listener and limit changes\n");
-      else std::fprintf(stderr, "ringmaild: SIGHUP: config has errors, keeping the running one:\n%s\n", again.error().message.c_str());
+      if (again)
+        std::fprintf(
+            stderr,
+            "ringmaild: SIGHUP: config valid; restart to apply listener and limit changes\n");
+      else
+        std::fprintf(stderr, "ringmaild: SIGHUP: config has errors, keeping the running one:\n%s\n",
+                     again.error().message.c_str());
       continue;
     }
     std::fprintf(stderr, "ringmaild: %s: stopping\n", strsignal(sig));

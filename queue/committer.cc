@@ -1,8 +1,8 @@
 #include "queue/committer.h"
 
-#include <cerrno>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -31,7 +31,8 @@ std::string CommitStats::summary() const {
   std::snprintf(buf, sizeof buf, "batches=%llu messages=%llu avg=%.1f max=%llu failed=%llu",
                 static_cast<unsigned long long>(batches), static_cast<unsigned long long>(messages),
                 batches ? static_cast<double>(messages) / static_cast<double>(batches) : 0.0,
-                static_cast<unsigned long long>(max_batch), static_cast<unsigned long long>(failed));
+                static_cast<unsigned long long>(max_batch),
+                static_cast<unsigned long long>(failed));
   std::string s = buf;
   s += " hist=";
   static const char* names[] = {"1",      "2-3",     "4-7",     "8-15",     "16-31", "32-63",
@@ -50,7 +51,9 @@ std::string CommitStats::summary() const {
 
 Committer::Committer(Store& store) : store_(store), thread_([this] { run(); }) {}
 
-Committer::~Committer() { stop(); }
+Committer::~Committer() {
+  stop();
+}
 
 void Committer::submit(EnqueueRequest* r) {
   if (inbox_.push(r)) inbox_.head().notify_one();
@@ -138,8 +141,10 @@ void Committer::commit_batch(std::vector<EnqueueRequest*>& batch) {
       MDB_txn* child = nullptr;
       int crc = store_.begin_write(&child, txn);
       if (crc == 0) crc = store_.put_message(child, r->id, r->envelope, r->body);
-      if (crc == 0) crc = mdb_txn_commit(child);
-      else if (child) mdb_txn_abort(child);
+      if (crc == 0)
+        crc = mdb_txn_commit(child);
+      else if (child)
+        mdb_txn_abort(child);
       if (crc == 0) {
         ok.push_back(r);
       } else if (crc == MDB_MAP_FULL) {

@@ -50,12 +50,12 @@ enum class BodyType : uint8_t { unspecified, seven_bit, eight_bit_mime, binary_m
 enum class Ret : uint8_t { unspecified, full, hdrs };
 
 struct Envelope {
-  std::string sender;  // empty = null reverse-path <>
+  std::string sender;          // empty = null reverse-path <>
   uint64_t declared_size = 0;  // MAIL SIZE=, 0 when absent
   BodyType body = BodyType::unspecified;
   bool smtputf8 = false;
   Ret ret = Ret::unspecified;
-  std::string envid;  // RFC 3461 ENVID (xtext as received)
+  std::string envid;           // RFC 3461 ENVID (xtext as received)
   std::string client_address;  // peer IP
   std::string helo;
   std::string auth_user;

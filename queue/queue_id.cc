@@ -7,7 +7,7 @@ namespace ringmail::queue {
 
 namespace {
 constexpr char kAlphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";  // Crockford base32
-constexpr int kChars = 13;                                           // ceil(64 / 5)
+constexpr int kChars = 13;                                        // ceil(64 / 5)
 std::atomic<uint64_t> g_last{0};
 
 int decode_char(char c) {
@@ -62,12 +62,18 @@ void raise_queue_id_floor(uint64_t floor) {
 
 std::string_view state_name(RcptState s) {
   switch (s) {
-    case RcptState::queued: return "queued";
-    case RcptState::inflight: return "in-flight";
-    case RcptState::deferred: return "deferred";
-    case RcptState::delivered: return "delivered";
-    case RcptState::bounced: return "bounced";
-    case RcptState::expired: return "expired";
+    case RcptState::queued:
+      return "queued";
+    case RcptState::inflight:
+      return "in-flight";
+    case RcptState::deferred:
+      return "deferred";
+    case RcptState::delivered:
+      return "delivered";
+    case RcptState::bounced:
+      return "bounced";
+    case RcptState::expired:
+      return "expired";
   }
   return "unknown";
 }

@@ -15,8 +15,12 @@ namespace ringmail::queue {
 namespace {
 constexpr size_t kChunk = 64 * 1024;
 
-MDB_val val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
-std::string_view view(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
+MDB_val val(std::string_view s) {
+  return MDB_val{s.size(), const_cast<char*>(s.data())};
+}
+std::string_view view(const MDB_val& v) {
+  return {static_cast<const char*>(v.mv_data), v.mv_size};
+}
 
 // Read transaction that always ends.
 class ReadTxn {
@@ -61,11 +65,21 @@ void json_string(std::string& out, std::string_view s) {
   out.push_back('"');
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -80,7 +94,9 @@ void json_string(std::string& out, std::string_view s) {
 }
 }  // namespace
 
-std::string lmdb_error(int rc) { return mdb_strerror(rc); }
+std::string lmdb_error(int rc) {
+  return mdb_strerror(rc);
+}
 
 Result<std::unique_ptr<Store>> Store::open(const Options& o) {
   std::error_code ec;
@@ -129,8 +145,10 @@ Result<std::unique_ptr<Store>> Store::open(const Options& o) {
     mdb_txn_abort(txn);
     return Error{0, "queue schema " + std::string(view(v)) + " is not supported (want 1)"};
   }
-  if (rc == 0) rc = mdb_txn_commit(txn);
-  else mdb_txn_abort(txn);
+  if (rc == 0)
+    rc = mdb_txn_commit(txn);
+  else
+    mdb_txn_abort(txn);
   if (rc) return lmdb_err("init", rc);
   return s;
 }

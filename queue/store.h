@@ -29,8 +29,8 @@ namespace ringmail::queue {
 class Store {
  public:
   struct Options {
-    std::string dir;                              // <data_dir>/queue, created if missing
-    uint64_t initial_map_size = 1ULL << 30;       // grows on demand up to max_map_size
+    std::string dir;                         // <data_dir>/queue, created if missing
+    uint64_t initial_map_size = 1ULL << 30;  // grows on demand up to max_map_size
     uint64_t max_map_size = 16ULL << 30;
   };
 

@@ -67,9 +67,12 @@ void thread_main(Run& run, Counters& c, unsigned first, unsigned count) {
 }
 
 std::string mode_text(const ClientOptions& o) {
-  std::string s = o.bdat ? "BDAT LAST, pipelined with MAIL/RCPT" : o.pipelining ? "DATA, pipelined MAIL/RCPT/DATA" : "DATA, one command per round trip";
+  std::string s = o.bdat         ? "BDAT LAST, pipelined with MAIL/RCPT"
+                  : o.pipelining ? "DATA, pipelined MAIL/RCPT/DATA"
+                                 : "DATA, one command per round trip";
   s += ", ";
-  s += o.per_connection ? std::to_string(o.per_connection) + " per connection" : "all messages per connection";
+  s += o.per_connection ? std::to_string(o.per_connection) + " per connection"
+                        : "all messages per connection";
   return s;
 }
 
@@ -96,7 +99,8 @@ int run_client(const ClientOptions& opt) {
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
 
-  std::printf("ringbench: %s port %u: %" PRIu64 " messages of %zu bytes over %u connections, %u thread%s\n",
+  std::printf("ringbench: %s port %u: %" PRIu64
+              " messages of %zu bytes over %u connections, %u thread%s\n",
               opt.host.c_str(), opt.port, opt.messages, run.content.text.size(), opt.connections,
               opt.threads, opt.threads == 1 ? "" : "s");
   std::printf("  mode: %s\n", mode_text(opt).c_str());
@@ -135,7 +139,8 @@ int run_client(const ClientOptions& opt) {
   const uint64_t unsent = opt.messages - std::min(opt.messages, all.accepted + all.failed);
   const uint64_t errors = all.failed + unsent + all.connect_failures;
   const Latency lat = summarize(all.latency_us);
-  const double bytes = static_cast<double>(all.accepted) * static_cast<double>(run.content.text.size());
+  const double bytes =
+      static_cast<double>(all.accepted) * static_cast<double>(run.content.text.size());
   const double rate = seconds > 0 ? static_cast<double>(all.accepted) / seconds : 0;
   const double mbps = seconds > 0 ? bytes / 1e6 / seconds : 0;
 
@@ -144,12 +149,15 @@ int run_client(const ClientOptions& opt) {
   std::printf("  errors %" PRIu64 ": %" PRIu64 " messages failed (%" PRIu64 " rejected, %" PRIu64
               " connection lost, %" PRIu64 " timed out), %" PRIu64 " never sent, %" PRIu64
               " connection failures, %" PRIu64 " connections gave up\n",
-              errors, all.failed, all.rejected, all.lost, all.timeouts, unsent, all.connect_failures,
-              all.gave_up);
+              errors, all.failed, all.rejected, all.lost, all.timeouts, unsent,
+              all.connect_failures, all.gave_up);
   std::printf("  connections opened %" PRIu64 "\n", all.connects);
-  std::printf("  latency ms (MAIL to final reply): min %.3f  mean %.3f  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
-              lat.min_ms, lat.mean_ms, lat.p50_ms, lat.p90_ms, lat.p99_ms, lat.p999_ms, lat.max_ms);
-  std::printf("RESULT messages=%" PRIu64 " errors=%" PRIu64 " seconds=%.3f msgs_per_sec=%.1f mb_per_sec=%.2f p50_ms=%.3f p99_ms=%.3f\n",
+  std::printf(
+      "  latency ms (MAIL to final reply): min %.3f  mean %.3f  p50 %.3f  p90 %.3f  p99 %.3f  "
+      "p99.9 %.3f  max %.3f\n",
+      lat.min_ms, lat.mean_ms, lat.p50_ms, lat.p90_ms, lat.p99_ms, lat.p999_ms, lat.max_ms);
+  std::printf("RESULT messages=%" PRIu64 " errors=%" PRIu64
+              " seconds=%.3f msgs_per_sec=%.1f mb_per_sec=%.2f p50_ms=%.3f p99_ms=%.3f\n",
               all.accepted, errors, seconds, rate, mbps, lat.p50_ms, lat.p99_ms);
   std::fflush(stdout);
   return errors == 0 && all.accepted == opt.messages ? 0 : 1;

@@ -7,14 +7,16 @@ namespace ringbench {
 namespace {
 
 constexpr std::string_view kWords[] = {
-    "Lorem", "ipsum", "dolor", "sit", "amet,", "consectetur", "adipiscing", "elit,", "sed",
-    "do", "eiusmod", "tempor", "incididunt", "ut", "labore", "et", "dolore", "magna",
-    "aliqua.", "Ut", "enim", "ad", "minim", "veniam,", "quis", "nostrud", "exercitation",
-    "ullamco", "laboris", "nisi", "ut", "aliquip", "ex", "ea", "commodo", "consequat.",
-    "Duis", "aute", "irure", "dolor", "in", "reprehenderit", "in", "voluptate", "velit",
-    "esse", "cillum", "dolore", "eu", "fugiat", "nulla", "pariatur.", "Excepteur", "sint",
-    "occaecat", "cupidatat", "non", "proident,", "sunt", "in", "culpa", "qui", "officia",
-    "deserunt", "mollit", "anim", "id", "est", "laborum."};
+    "Lorem",      "ipsum",     "dolor",     "sit",       "amet,",   "consectetur",  "adipiscing",
+    "elit,",      "sed",       "do",        "eiusmod",   "tempor",  "incididunt",   "ut",
+    "labore",     "et",        "dolore",    "magna",     "aliqua.", "Ut",           "enim",
+    "ad",         "minim",     "veniam,",   "quis",      "nostrud", "exercitation", "ullamco",
+    "laboris",    "nisi",      "ut",        "aliquip",   "ex",      "ea",           "commodo",
+    "consequat.", "Duis",      "aute",      "irure",     "dolor",   "in",           "reprehenderit",
+    "in",         "voluptate", "velit",     "esse",      "cillum",  "dolore",       "eu",
+    "fugiat",     "nulla",     "pariatur.", "Excepteur", "sint",    "occaecat",     "cupidatat",
+    "non",        "proident,", "sunt",      "in",        "culpa",   "qui",          "officia",
+    "deserunt",   "mollit",    "anim",      "id",        "est",     "laborum."};
 constexpr size_t kWordCount = sizeof kWords / sizeof kWords[0];
 constexpr size_t kMaxLine = 78;  // RFC 5322 2.1.1: SHOULD be no more than 78 characters
 // Every this many lines, one starts with '.', so DATA needs dot-stuffing.
@@ -66,7 +68,8 @@ class Words {
 
 std::string domain_of(std::string_view addr) {
   size_t at = addr.rfind('@');
-  return at == std::string_view::npos ? std::string("bench.test") : std::string(addr.substr(at + 1));
+  return at == std::string_view::npos ? std::string("bench.test")
+                                      : std::string(addr.substr(at + 1));
 }
 
 }  // namespace
@@ -119,7 +122,7 @@ Content build_content(const MessageSpec& spec) {
     if (remaining <= kMaxLine + 2) {
       len = remaining - 2;  // the last line, exactly filling the size
     } else if (remaining == kMaxLine + 3) {
-      len = kMaxLine - 1;   // leaves 2: one empty line after it
+      len = kMaxLine - 1;  // leaves 2: one empty line after it
     } else {
       len = words.natural_length() + (dot ? 2 : 0);
       if (remaining - (len + 2) == 1) --len;  // never leave a single byte

@@ -51,9 +51,7 @@ class Wire {
   // Command lines, one round trip each (ignored with bdat).
   std::string_view mail() const { return std::string_view(cmds_).substr(0, mail_len_); }
   std::string_view rcpt() const { return std::string_view(cmds_).substr(mail_len_, rcpt_len_); }
-  std::string_view data() const {
-    return std::string_view(cmds_).substr(mail_len_ + rcpt_len_);
-  }
+  std::string_view data() const { return std::string_view(cmds_).substr(mail_len_ + rcpt_len_); }
   // MAIL + RCPT + DATA together (RFC 2920).
   std::string_view pipelined() const { return cmds_; }
   // DATA: the stuffed content and ".\r\n". BDAT: MAIL + RCPT + BDAT line + content.

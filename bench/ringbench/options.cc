@@ -1,6 +1,5 @@
 #include "bench/ringbench/options.h"
 
-
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -54,7 +53,9 @@ Error bad(std::string_view flag, std::string_view why) {
   return Error{2, std::string(flag) + ": " + std::string(why)};
 }
 
-unsigned cores() { return std::max(1u, std::thread::hardware_concurrency()); }
+unsigned cores() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
 
 }  // namespace
 
@@ -75,20 +76,34 @@ Result<ClientOptions> parse_client_options(int argc, char** argv) {
     if (!f.starts_with("--")) return bad(f, "unexpected argument");
     if (!a.value(v)) return bad(f, "needs a value");
     bool ok = true;
-    if (f == "--host") o.host = std::string(v);
-    else if (f == "--port") ok = to_number<uint16_t>(v, 1, 65535, o.port);
-    else if (f == "--messages") ok = to_number<uint64_t>(v, 1, 1000000000, o.messages);
-    else if (f == "--connections") ok = to_number<unsigned>(v, 1, 100000, o.connections);
-    else if (f == "--size") ok = to_number<size_t>(v, 1, size_t{1} << 30, o.size);
-    else if (f == "--per-connection") ok = to_number<uint64_t>(v, 0, UINT64_MAX, o.per_connection);
-    else if (f == "--from") o.from = std::string(v);
-    else if (f == "--to") o.to = std::string(v);
-    else if (f == "--helo") o.helo = std::string(v);
-    else if (f == "--threads") ok = to_number<unsigned>(v, 1, 256, o.threads);
-    else if (f == "--timeout-seconds") ok = to_number<unsigned>(v, 1, 86400, o.timeout_seconds);
-    else if (f == "--io-timeout-seconds") ok = to_number<unsigned>(v, 1, 86400, o.io_timeout_seconds);
-    else if (f == "--retries") ok = to_number<unsigned>(v, 0, 1000, o.max_retries);
-    else return bad(f, "unknown option");
+    if (f == "--host")
+      o.host = std::string(v);
+    else if (f == "--port")
+      ok = to_number<uint16_t>(v, 1, 65535, o.port);
+    else if (f == "--messages")
+      ok = to_number<uint64_t>(v, 1, 1000000000, o.messages);
+    else if (f == "--connections")
+      ok = to_number<unsigned>(v, 1, 100000, o.connections);
+    else if (f == "--size")
+      ok = to_number<size_t>(v, 1, size_t{1} << 30, o.size);
+    else if (f == "--per-connection")
+      ok = to_number<uint64_t>(v, 0, UINT64_MAX, o.per_connection);
+    else if (f == "--from")
+      o.from = std::string(v);
+    else if (f == "--to")
+      o.to = std::string(v);
+    else if (f == "--helo")
+      o.helo = std::string(v);
+    else if (f == "--threads")
+      ok = to_number<unsigned>(v, 1, 256, o.threads);
+    else if (f == "--timeout-seconds")
+      ok = to_number<unsigned>(v, 1, 86400, o.timeout_seconds);
+    else if (f == "--io-timeout-seconds")
+      ok = to_number<unsigned>(v, 1, 86400, o.io_timeout_seconds);
+    else if (f == "--retries")
+      ok = to_number<unsigned>(v, 0, 1000, o.max_retries);
+    else
+      return bad(f, "unknown option");
     if (!ok) return bad(f, "bad value '" + std::string(v) + "'");
   }
   if (o.port == 0) return bad("--port", "is required");
@@ -117,13 +132,20 @@ Result<SinkOptions> parse_sink_options(int argc, char** argv) {
     if (!f.starts_with("--")) return bad(f, "unexpected argument");
     if (!a.value(v)) return bad(f, "needs a value");
     bool ok = true;
-    if (f == "--port") ok = to_number<uint16_t>(v, 1, 65535, o.port);
-    else if (f == "--address") o.address = std::string(v);
-    else if (f == "--threads") ok = to_number<unsigned>(v, 1, 256, o.threads);
-    else if (f == "--fsync-dir") o.fsync_dir = std::string(v);
-    else if (f == "--buffers") ok = to_number<unsigned>(v, 16, 32768, o.buffers) && (o.buffers & (o.buffers - 1)) == 0;
-    else if (f == "--buffer-size") ok = to_number<unsigned>(v, 1024, 1u << 20, o.buffer_size);
-    else return bad(f, "unknown option");
+    if (f == "--port")
+      ok = to_number<uint16_t>(v, 1, 65535, o.port);
+    else if (f == "--address")
+      o.address = std::string(v);
+    else if (f == "--threads")
+      ok = to_number<unsigned>(v, 1, 256, o.threads);
+    else if (f == "--fsync-dir")
+      o.fsync_dir = std::string(v);
+    else if (f == "--buffers")
+      ok = to_number<unsigned>(v, 16, 32768, o.buffers) && (o.buffers & (o.buffers - 1)) == 0;
+    else if (f == "--buffer-size")
+      ok = to_number<unsigned>(v, 1024, 1u << 20, o.buffer_size);
+    else
+      return bad(f, "unknown option");
     if (!ok) return bad(f, "bad value '" + std::string(v) + "'");
   }
   if (o.port == 0) return bad("--port", "is required");

@@ -14,28 +14,28 @@ namespace ringbench {
 struct ClientOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
-  uint64_t messages = 1000;        // in total, over all connections
-  unsigned connections = 10;       // concurrent
-  size_t size = 1024;              // bytes of message content (headers + body)
-  uint64_t per_connection = 0;     // messages before QUIT and reconnect; 0 = unlimited
-  bool pipelining = false;         // MAIL+RCPT+DATA in one write (RFC 2920)
-  bool bdat = false;               // BDAT <n> LAST (RFC 3030), pipelined with MAIL/RCPT
+  uint64_t messages = 1000;     // in total, over all connections
+  unsigned connections = 10;    // concurrent
+  size_t size = 1024;           // bytes of message content (headers + body)
+  uint64_t per_connection = 0;  // messages before QUIT and reconnect; 0 = unlimited
+  bool pipelining = false;      // MAIL+RCPT+DATA in one write (RFC 2920)
+  bool bdat = false;            // BDAT <n> LAST (RFC 3030), pipelined with MAIL/RCPT
   std::string from = "a@bench.test";
   std::string to = "rcpt@bench.test";
   std::string helo = "client.bench.test";
-  unsigned threads = 0;            // 0 = chosen from connections and cores
-  unsigned timeout_seconds = 300;  // the whole run
+  unsigned threads = 0;              // 0 = chosen from connections and cores
+  unsigned timeout_seconds = 300;    // the whole run
   unsigned io_timeout_seconds = 60;  // one read or write
-  unsigned max_retries = 10;       // consecutive connection failures per connection slot
+  unsigned max_retries = 10;         // consecutive connection failures per connection slot
 };
 
 struct SinkOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 0;
-  unsigned threads = 0;            // 0 = one per core
-  bool fsync = false;              // write each message to a file, fdatasync before 250
-  std::string fsync_dir;           // where those files live ($TMPDIR or /tmp)
-  unsigned buffers = 1024;         // provided receive buffers per thread (power of two)
+  unsigned threads = 0;     // 0 = one per core
+  bool fsync = false;       // write each message to a file, fdatasync before 250
+  std::string fsync_dir;    // where those files live ($TMPDIR or /tmp)
+  unsigned buffers = 1024;  // provided receive buffers per thread (power of two)
   unsigned buffer_size = 16384;
 };
 

@@ -42,7 +42,8 @@ bool parse_address(const SinkOptions& o, sockaddr_storage& ss, socklen_t& len) {
   auto* a4 = reinterpret_cast<sockaddr_in*>(&ss);
   auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
   std::string host = o.address;
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   if (inet_pton(AF_INET, host.c_str(), &a4->sin_addr) == 1) {
     a4->sin_family = AF_INET;
     a4->sin_port = htons(o.port);
@@ -74,7 +75,8 @@ void worker_main(Worker& w, const SinkOptions& opt) {
   lo.buffer_size = opt.buffer_size;
   rt::Loop loop(lo);  // created on the thread that drives it (IORING_SETUP_SINGLE_ISSUER)
   SinkThread& st = w.state;
-  rt::Listener listener(loop, w.listen_fd, [&st, &loop](int fd) { loop.spawn(serve_sink(st, loop, fd)); });
+  rt::Listener listener(loop, w.listen_fd,
+                        [&st, &loop](int fd) { loop.spawn(serve_sink(st, loop, fd)); });
   listener.start();
   loop.set_on_stop([&st, &listener] {
     // No new connections; sessions waiting for input return at once. A session busy
@@ -137,8 +139,9 @@ int run_sink(const SinkOptions& opt) {
     Worker* wp = w.get();
     wp->thread = std::thread([wp, &opt] { worker_main(*wp, opt); });
   }
-  std::fprintf(stderr, "sink: listening on %s port %u, %u threads%s\n", opt.address.c_str(), opt.port,
-               opt.threads, opt.fsync ? (", fdatasync per message in " + opt.fsync_dir).c_str() : "");
+  std::fprintf(stderr, "sink: listening on %s port %u, %u threads%s\n", opt.address.c_str(),
+               opt.port, opt.threads,
+               opt.fsync ? (", fdatasync per message in " + opt.fsync_dir).c_str() : "");
 
   auto total = [&workers] {
     uint64_t n = 0;
@@ -160,7 +163,8 @@ int run_sink(const SinkOptions& opt) {
     if (dt < 0.999) continue;  // woken early (EINTR): report on whole seconds
     uint64_t n = total();
     if (n != last) {
-      std::fprintf(stderr, "sink: total=%" PRIu64 " rate=%.0f/s\n", n, static_cast<double>(n - last) / dt);
+      std::fprintf(stderr, "sink: total=%" PRIu64 " rate=%.0f/s\n", n,
+                   static_cast<double>(n - last) / dt);
       last = n;
     }
     last_time = now;

@@ -23,12 +23,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr size_t kMaxLine = 4096;         // a command line, CRLF included
+constexpr size_t kMaxLine = 4096;  // a command line, CRLF included
 constexpr rt::Duration kIdleTimeout = 300s;
 constexpr rt::Duration kSendTimeout = 30s;
-constexpr rt::Duration kByeTimeout = 1s;  // the 421 at shutdown
+constexpr rt::Duration kByeTimeout = 1s;             // the 421 at shutdown
 constexpr uint64_t kFileWrap = uint64_t{256} << 20;  // --fsync file: rewritten from 0 past this
-constexpr size_t kKeepBody = size_t{1} << 20;          // --fsync: body buffer kept between messages
+constexpr size_t kKeepBody = size_t{1} << 20;        // --fsync: body buffer kept between messages
 
 constexpr std::string_view kGreeting = "220 sink.bench.test ESMTP ringbench sink\r\n";
 constexpr std::string_view kEhlo =
@@ -55,7 +55,11 @@ bool iequal(std::string_view a, std::string_view b) {
 class FileWrite final : public rt::OpBase {
  public:
   FileWrite(rt::Loop& loop, int fd, const char* p, size_t n, uint64_t off)
-      : OpBase(loop), fd_(fd), p_(p), n_(static_cast<unsigned>(std::min<size_t>(n, 1u << 30))), off_(off) {}
+      : OpBase(loop),
+        fd_(fd),
+        p_(p),
+        n_(static_cast<unsigned>(std::min<size_t>(n, 1u << 30))),
+        off_(off) {}
   void await_suspend(std::coroutine_handle<> h) {
     io_uring_prep_write(begin(h), fd_, p_, n_, off_);
   }
@@ -109,15 +113,18 @@ const char* find_terminator(const char* p, size_t n) {
 
 }  // namespace
 
-SinkSession::SinkSession(SinkThread& t, rt::Loop& loop, int fd) : t_(t), loop_(loop), stream_(loop, fd) {
+SinkSession::SinkSession(SinkThread& t, rt::Loop& loop, int fd)
+    : t_(t), loop_(loop), stream_(loop, fd) {
   next_ = t_.sessions;
   if (next_) next_->prev_ = this;
   t_.sessions = this;
 }
 
 SinkSession::~SinkSession() {
-  if (prev_) prev_->next_ = next_;
-  else t_.sessions = next_;
+  if (prev_)
+    prev_->next_ = next_;
+  else
+    t_.sessions = next_;
   if (next_) next_->prev_ = prev_;
 }
 
@@ -158,7 +165,8 @@ bool SinkSession::command(std::string_view line) {
       std::string_view arg = line.size() > 5 ? line.substr(5) : std::string_view();
       size_t sp = arg.find(' ');
       std::string_view num = arg.substr(0, sp);
-      std::string_view rest = sp == std::string_view::npos ? std::string_view() : arg.substr(sp + 1);
+      std::string_view rest =
+          sp == std::string_view::npos ? std::string_view() : arg.substr(sp + 1);
       uint64_t n = 0;
       auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), n);
       if (num.empty() || ec != std::errc() || p != num.data() + num.size() ||
@@ -195,8 +203,10 @@ bool SinkSession::command(std::string_view line) {
 size_t SinkSession::scan_data(std::string_view in, bool& end) {
   static constexpr char kEnd[] = "\r\n.\r\n";
   auto step = [this](char c) {
-    if (c == kEnd[match_]) ++match_;
-    else match_ = c == '\r' ? 1 : 0;
+    if (c == kEnd[match_])
+      ++match_;
+    else
+      match_ = c == '\r' ? 1 : 0;
   };
   end = false;
   size_t i = 0;
@@ -314,7 +324,8 @@ rt::Task<void> SinkSession::run() {
     if (n == -ECANCELED || n == -ETIME) break;
     if (n <= 0) co_return;  // the client went away
   }
-  stream_.write(loop_.stopping() ? "421 4.3.2 sink shutting down\r\n" : "421 4.4.2 sink closing connection\r\n");
+  stream_.write(loop_.stopping() ? "421 4.3.2 sink shutting down\r\n"
+                                 : "421 4.4.2 sink closing connection\r\n");
   co_await stream_.flush(kByeTimeout);
 }
 

@@ -28,7 +28,7 @@ struct alignas(64) SinkThread {
   uint64_t local_count = 0;
   SinkSession* sessions = nullptr;  // intrusive list, for shutdown
   bool fsync = false;
-  int file_fd = -1;                 // --fsync: where message content goes
+  int file_fd = -1;  // --fsync: where message content goes
   uint64_t file_off = 0;
   bool file_error_reported = false;
 };
@@ -64,11 +64,11 @@ class SinkSession {
   Mode mode_ = Mode::command;
   bool mail_ = false;
   bool rcpt_ = false;
-  unsigned match_ = 0;        // DATA: how much of "\r\n.\r\n" the content ends with
-  uint64_t chunk_left_ = 0;   // BDAT: bytes of this chunk still to come
+  unsigned match_ = 0;       // DATA: how much of "\r\n.\r\n" the content ends with
+  uint64_t chunk_left_ = 0;  // BDAT: bytes of this chunk still to come
   bool chunk_last_ = false;
-  bool chunk_ok_ = false;     // BDAT: the chunk belongs to a valid transaction
-  std::string body_;          // --fsync only
+  bool chunk_ok_ = false;  // BDAT: the chunk belongs to a valid transaction
+  std::string body_;       // --fsync only
 };
 
 // The session coroutine for an accepted fd (free function: no capturing lambda).

@@ -19,8 +19,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int kEof = -1000000;     // the server closed the connection
-constexpr int kGarbled = 1;        // a reply line that is not "ddd[ -]text"
+constexpr int kEof = -1000000;  // the server closed the connection
+constexpr int kGarbled = 1;     // a reply line that is not "ddd[ -]text"
 constexpr size_t kMaxReply = 65536;
 constexpr unsigned kMaxReports = 10;
 
@@ -35,7 +35,9 @@ bool ascii_iequal(std::string_view a, std::string_view b) {
   return true;
 }
 
-bool expected(int code, int cls) { return code / 100 == cls; }
+bool expected(int code, int cls) {
+  return code / 100 == cls;
+}
 
 const char* describe(int r) {
   if (r == kEof) return "connection closed by server";
@@ -56,7 +58,9 @@ bool Slot::claim(uint64_t& seq) {
   return true;
 }
 
-bool Slot::expired() const { return rt::Clock::now() >= run_.deadline; }
+bool Slot::expired() const {
+  return rt::Clock::now() >= run_.deadline;
+}
 
 // Each read or write gets the I/O timeout, but never past the end of the run.
 rt::Duration Slot::timeout() const {
@@ -101,9 +105,12 @@ int Slot::parse_replies(int* codes, int n, Caps* caps) {
       // EHLO keywords (RFC 5321 4.1.1.1): the first word after "250-" / "250 ".
       std::string_view kw = line.substr(4);
       kw = kw.substr(0, kw.find(' '));
-      if (ascii_iequal(kw, "PIPELINING")) caps->pipelining = true;
-      else if (ascii_iequal(kw, "CHUNKING")) caps->chunking = true;
-      else if (ascii_iequal(kw, "SIZE")) caps->size = true;
+      if (ascii_iequal(kw, "PIPELINING"))
+        caps->pipelining = true;
+      else if (ascii_iequal(kw, "CHUNKING"))
+        caps->chunking = true;
+      else if (ascii_iequal(kw, "SIZE"))
+        caps->size = true;
     }
     if (sep == ' ') codes[got++] = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
   }
@@ -175,7 +182,8 @@ rt::Task<bool> Slot::open() {
     co_return false;
   }
   rt::set_nodelay(fd);
-  rt::Connect conn(loop_, fd, reinterpret_cast<const sockaddr*>(&run_.addr), run_.addr_len, timeout());
+  rt::Connect conn(loop_, fd, reinterpret_cast<const sockaddr*>(&run_.addr), run_.addr_len,
+                   timeout());
   int r = co_await conn;
   if (r < 0) {
     ::close(fd);
@@ -207,7 +215,8 @@ rt::Task<bool> Slot::open() {
   }
   bool pipelined = (run_.opt.pipelining || run_.opt.bdat) && caps.pipelining;
   if ((run_.opt.pipelining || run_.opt.bdat) && !caps.pipelining && id_ == 0 && c_.connects == 0)
-    std::fprintf(stderr, "ringbench: the server does not offer PIPELINING: one command per round trip\n");
+    std::fprintf(stderr,
+                 "ringbench: the server does not offer PIPELINING: one command per round trip\n");
   if (!wire_ || wire_size_param_ != caps.size) {
     wire_.emplace(run_.content, run_.spec, run_.opt.bdat, caps.size);
     wire_size_param_ = caps.size;
@@ -284,7 +293,8 @@ rt::Task<Slot::Outcome> Slot::deliver(uint64_t& seq, bool& have) {
     }
     ++sent;
     if (ok) {
-      auto us = std::chrono::duration_cast<std::chrono::microseconds>(rt::Clock::now() - t0).count();
+      auto us =
+          std::chrono::duration_cast<std::chrono::microseconds>(rt::Clock::now() - t0).count();
       c_.latency_us.push_back(static_cast<uint32_t>(std::min<int64_t>(us, UINT32_MAX)));
       ++c_.accepted;
     } else {

@@ -32,16 +32,16 @@ struct Run {
   socklen_t addr_len = 0;
   MessageSpec spec;
   Content content;
-  std::string ehlo;                      // "EHLO name\r\n"
+  std::string ehlo;  // "EHLO name\r\n"
   ringmail::rt::Clock::time_point deadline;
-  std::atomic<uint64_t> next{0};         // next message sequence number to claim
-  std::atomic<bool> abort{false};        // a setup problem no retry can fix
-  std::atomic<unsigned> reported{0};     // error lines printed so far
+  std::atomic<uint64_t> next{0};      // next message sequence number to claim
+  std::atomic<bool> abort{false};     // a setup problem no retry can fix
+  std::atomic<unsigned> reported{0};  // error lines printed so far
 };
 
 // One thread's tallies (cache-line aligned: threads write their own, side by side).
 struct alignas(64) Counters {
-  std::vector<uint32_t> latency_us;      // one per accepted message
+  std::vector<uint32_t> latency_us;  // one per accepted message
   uint64_t accepted = 0;
   uint64_t failed = 0;            // messages claimed but not accepted
   uint64_t rejected = 0;          // ... of which a reply said no
@@ -107,7 +107,7 @@ class Slot {
   Caps caps_;
   Exchange steps_[4];
   int nsteps_ = 0;
-  char last_[200];       // the last reply line, for error reports
+  char last_[200];  // the last reply line, for error reports
   size_t last_len_ = 0;
 };
 

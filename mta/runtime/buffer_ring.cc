@@ -41,8 +41,8 @@ BufferRing::BufferRing(io_uring* ring, unsigned count, unsigned size)
   base_ = static_cast<char*>(bufs);
   int mask = io_uring_buf_ring_mask(count);
   for (unsigned i = 0; i < count; ++i)
-    io_uring_buf_ring_add(br_, data(static_cast<uint16_t>(i)), size, static_cast<uint16_t>(i),
-                          mask, static_cast<int>(i));
+    io_uring_buf_ring_add(br_, data(static_cast<uint16_t>(i)), size, static_cast<uint16_t>(i), mask,
+                          static_cast<int>(i));
   io_uring_buf_ring_advance(br_, static_cast<int>(count));
 }
 

@@ -20,7 +20,7 @@ namespace ringmail::rt::detail {
 #if RINGMAIL_FRAME_POOL
 namespace {
 constexpr std::size_t kGranule = 64;
-constexpr std::size_t kClasses = 32;      // frames up to 2 KiB are pooled
+constexpr std::size_t kClasses = 32;         // frames up to 2 KiB are pooled
 constexpr std::size_t kKeepPerClass = 1024;  // bound what an idle thread holds
 
 struct Pool {
@@ -32,7 +32,9 @@ struct Pool {
 };
 thread_local Pool t_pool;
 
-std::size_t size_class(std::size_t n) { return (n + kGranule - 1) / kGranule - 1; }
+std::size_t size_class(std::size_t n) {
+  return (n + kGranule - 1) / kGranule - 1;
+}
 }  // namespace
 
 void* frame_alloc(std::size_t n) {
@@ -67,8 +69,12 @@ void frame_free(void* p, std::size_t n) noexcept {
   }
 }
 #else
-void* frame_alloc(std::size_t n) { return ::operator new(n); }
-void frame_free(void* p, std::size_t) noexcept { ::operator delete(p); }
+void* frame_alloc(std::size_t n) {
+  return ::operator new(n);
+}
+void frame_free(void* p, std::size_t) noexcept {
+  ::operator delete(p);
+}
 #endif
 
 }  // namespace ringmail::rt::detail

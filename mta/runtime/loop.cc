@@ -80,7 +80,9 @@ Loop::~Loop() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
-Loop* Loop::current() { return t_current; }
+Loop* Loop::current() {
+  return t_current;
+}
 
 io_uring_sqe* Loop::sqe() {
   io_uring_sqe* s = io_uring_get_sqe(&ring_);
@@ -163,7 +165,8 @@ void Loop::run() {
         done[i] = {io_uring_cqe_get_data(cqes[i]), cqes[i]->res, cqes[i]->flags};
       io_uring_cq_advance(&ring_, n);
       for (unsigned i = 0; i < n; ++i)
-        if (done[i].user_data) static_cast<Completion*>(done[i].user_data)->complete(done[i].res, done[i].flags);
+        if (done[i].user_data)
+          static_cast<Completion*>(done[i].user_data)->complete(done[i].res, done[i].flags);
     }
   }
   t_current = prev;

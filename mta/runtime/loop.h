@@ -42,8 +42,8 @@ class Posted : public ringmail::MpscNode {
 class Loop {
  public:
   struct Options {
-    unsigned entries = 1024;        // SQ size; the CQ is 8x (many idle reads in flight)
-    unsigned buffer_count = 256;    // provided receive buffers (power of two)
+    unsigned entries = 1024;      // SQ size; the CQ is 8x (many idle reads in flight)
+    unsigned buffer_count = 256;  // provided receive buffers (power of two)
     unsigned buffer_size = 16384;
   };
 

@@ -19,7 +19,8 @@ class ConnLimits {
  public:
   enum class Verdict { ok, too_many_total, too_many_from_ip };
 
-  ConnLimits(uint32_t max_total, uint32_t max_per_ip) : max_total_(max_total), max_per_ip_(max_per_ip) {}
+  ConnLimits(uint32_t max_total, uint32_t max_per_ip)
+      : max_total_(max_total), max_per_ip_(max_per_ip) {}
 
   // On ok, the caller must release() with the same address when the connection ends.
   Verdict acquire(const sockaddr_storage& peer);

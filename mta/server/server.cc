@@ -30,7 +30,9 @@ Server::Server(const conf::Config& config, queue::Committer& committer)
       limits_(config.limits.max_connections, config.limits.max_connections_per_ip),
       ctx_(config, committer, limits_) {}
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+}
 
 Status Server::start() {
   unsigned threads = config_.server.threads;
@@ -49,13 +51,16 @@ Status Server::start() {
     }
     for (auto& w : workers_) {
       auto fd = rt::listen_socket(reinterpret_cast<const sockaddr*>(&l.sockaddr), l.sockaddr_len);
-      if (!fd) return Error{fd.error().code, "cannot listen on " + l.address + ": " + fd.error().message};
+      if (!fd)
+        return Error{fd.error().code, "cannot listen on " + l.address + ": " + fd.error().message};
       w->smtp_fds.push_back(*fd);
     }
-    std::fprintf(stderr, "ringmaild: listening on %s (smtp), %u threads\n", l.address.c_str(), threads);
+    std::fprintf(stderr, "ringmaild: listening on %s (smtp), %u threads\n", l.address.c_str(),
+                 threads);
     ++served;
   }
-  if (served == 0) return Error{0, "no listener to serve: add a [[listen]] table with protocol = \"smtp\""};
+  if (served == 0)
+    return Error{0, "no listener to serve: add a [[listen]] table with protocol = \"smtp\""};
   for (auto& w : workers_) {
     Worker* wp = w.get();
     wp->thread = std::thread([this, wp] { run_worker(*wp); });
@@ -69,9 +74,8 @@ void Server::run_worker(Worker& w) {
   rt::Loop& loop = *w.loop_owner;
   std::vector<std::unique_ptr<rt::Listener>> listeners;
   for (int fd : w.smtp_fds) {
-    listeners.push_back(std::make_unique<rt::Listener>(loop, fd, [this, &w, &loop](int cfd) {
-      loop.spawn(smtp::serve(ctx_, w.ls, loop, cfd));
-    }));
+    listeners.push_back(std::make_unique<rt::Listener>(
+        loop, fd, [this, &w, &loop](int cfd) { loop.spawn(smtp::serve(ctx_, w.ls, loop, cfd)); }));
     listeners.back()->start();
   }
   loop.set_on_stop([&] {

@@ -10,7 +10,8 @@ namespace {
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)
-    if (std::toupper(static_cast<unsigned char>(a[i])) != std::toupper(static_cast<unsigned char>(b[i])))
+    if (std::toupper(static_cast<unsigned char>(a[i])) !=
+        std::toupper(static_cast<unsigned char>(b[i])))
       return false;
   return true;
 }
@@ -19,7 +20,9 @@ bool istarts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
 }
 
-Error err(int code, std::string text) { return Error{code, std::move(text)}; }
+Error err(int code, std::string text) {
+  return Error{code, std::move(text)};
+}
 
 bool parse_u64(std::string_view s, uint64_t& v) {
   if (s.empty() || s.size() > 20) return false;
@@ -87,13 +90,27 @@ Command parse_command(std::string_view line) {
     std::string_view name;
     Verb verb;
   } kVerbs[] = {
-      {"EHLO", Verb::ehlo}, {"HELO", Verb::helo}, {"MAIL", Verb::mail}, {"RCPT", Verb::rcpt},
-      {"DATA", Verb::data}, {"BDAT", Verb::bdat}, {"RSET", Verb::rset}, {"NOOP", Verb::noop},
-      {"QUIT", Verb::quit}, {"VRFY", Verb::vrfy}, {"EXPN", Verb::expn}, {"HELP", Verb::help},
-      {"STARTTLS", Verb::starttls}, {"AUTH", Verb::auth},
+      {"EHLO", Verb::ehlo},
+      {"HELO", Verb::helo},
+      {"MAIL", Verb::mail},
+      {"RCPT", Verb::rcpt},
+      {"DATA", Verb::data},
+      {"BDAT", Verb::bdat},
+      {"RSET", Verb::rset},
+      {"NOOP", Verb::noop},
+      {"QUIT", Verb::quit},
+      {"VRFY", Verb::vrfy},
+      {"EXPN", Verb::expn},
+      {"HELP", Verb::help},
+      {"STARTTLS", Verb::starttls},
+      {"AUTH", Verb::auth},
       // A browser or proxy talking to the SMTP port: cross-protocol attacks start this way.
-      {"GET", Verb::http}, {"POST", Verb::http}, {"HEAD", Verb::http}, {"PUT", Verb::http},
-      {"CONNECT", Verb::http}, {"OPTIONS", Verb::http},
+      {"GET", Verb::http},
+      {"POST", Verb::http},
+      {"HEAD", Verb::http},
+      {"PUT", Verb::http},
+      {"CONNECT", Verb::http},
+      {"OPTIONS", Verb::http},
   };
   for (const auto& v : kVerbs) {
     if (iequals(verb, v.name)) {
@@ -136,7 +153,8 @@ Result<MailFrom> parse_mail_from(std::string_view arg) {
   Params params(rest);
   std::string_view k, v;
   bool hv;
-  bool seen_size = false, seen_body = false, seen_ret = false, seen_envid = false, seen_utf8 = false;
+  bool seen_size = false, seen_body = false, seen_ret = false, seen_envid = false,
+       seen_utf8 = false;
   while (params.next(k, v, hv)) {
     if (!valid_keyword(k) || (hv && !valid_value(v)))
       return err(501, "5.5.4 Bad MAIL parameter syntax");
@@ -147,10 +165,14 @@ Result<MailFrom> parse_mail_from(std::string_view arg) {
     } else if (iequals(k, "BODY")) {
       if (seen_body) return err(501, "5.5.4 Duplicate BODY parameter");
       seen_body = true;
-      if (iequals(v, "7BIT")) m.body = queue::BodyType::seven_bit;
-      else if (iequals(v, "8BITMIME")) m.body = queue::BodyType::eight_bit_mime;
-      else if (iequals(v, "BINARYMIME")) return err(504, "5.5.4 BODY=BINARYMIME is not supported");
-      else return err(501, "5.5.4 Bad BODY parameter value");
+      if (iequals(v, "7BIT"))
+        m.body = queue::BodyType::seven_bit;
+      else if (iequals(v, "8BITMIME"))
+        m.body = queue::BodyType::eight_bit_mime;
+      else if (iequals(v, "BINARYMIME"))
+        return err(504, "5.5.4 BODY=BINARYMIME is not supported");
+      else
+        return err(501, "5.5.4 Bad BODY parameter value");
     } else if (iequals(k, "SMTPUTF8")) {
       if (seen_utf8 || hv) return err(501, "5.5.4 Bad SMTPUTF8 parameter");
       seen_utf8 = true;
@@ -158,14 +180,18 @@ Result<MailFrom> parse_mail_from(std::string_view arg) {
     } else if (iequals(k, "RET")) {
       if (seen_ret) return err(501, "5.5.4 Duplicate RET parameter");
       seen_ret = true;
-      if (iequals(v, "FULL")) m.ret = queue::Ret::full;
-      else if (iequals(v, "HDRS")) m.ret = queue::Ret::hdrs;
-      else return err(501, "5.5.4 Bad RET parameter value");
+      if (iequals(v, "FULL"))
+        m.ret = queue::Ret::full;
+      else if (iequals(v, "HDRS"))
+        m.ret = queue::Ret::hdrs;
+      else
+        return err(501, "5.5.4 Bad RET parameter value");
     } else if (iequals(k, "ENVID")) {
       if (seen_envid) return err(501, "5.5.4 Duplicate ENVID parameter");
       seen_envid = true;
       // RFC 3461 4.4: at most 100 characters of xtext.
-      if (!hv || v.size() > 100 || !valid_xtext(v)) return err(501, "5.5.4 Bad ENVID parameter value");
+      if (!hv || v.size() > 100 || !valid_xtext(v))
+        return err(501, "5.5.4 Bad ENVID parameter value");
       m.envid = std::string(v);
     } else {
       return err(555, "5.5.4 Unsupported MAIL parameter: " + std::string(k.substr(0, 32)));

@@ -15,8 +15,22 @@
 namespace ringmail::smtp {
 
 enum class Verb {
-  helo, ehlo, mail, rcpt, data, bdat, rset, noop, quit, vrfy, expn, help,
-  starttls, auth, http, unknown
+  helo,
+  ehlo,
+  mail,
+  rcpt,
+  data,
+  bdat,
+  rset,
+  noop,
+  quit,
+  vrfy,
+  expn,
+  help,
+  starttls,
+  auth,
+  http,
+  unknown
 };
 
 struct Command {

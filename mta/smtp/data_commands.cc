@@ -30,7 +30,7 @@ class EnqueueOp final : public queue::EnqueueRequest, public rt::Posted {
   Status await_resume() { return std::move(status); }
 
   void on_done() override { loop_.post(this); }  // committer thread
-  void run() override { h_.resume(); }            // loop thread
+  void run() override { h_.resume(); }           // loop thread
 
  private:
   rt::Loop& loop_;
@@ -67,7 +67,8 @@ void Session::start_message() {
   body_ = received_header(t);
   trace_len_ = body_.size();
   if (env_.declared_size)
-    body_.reserve(trace_len_ + std::min(env_.declared_size, ctx_.config.limits.max_message_size) + 1024);
+    body_.reserve(trace_len_ + std::min(env_.declared_size, ctx_.config.limits.max_message_size) +
+                  1024);
   account(body_.size());
 }
 
@@ -84,8 +85,10 @@ rt::Task<int> Session::fill_content(rt::Duration timeout) {
   if (n > 0) co_return n;
   in_data_ = false;
   const auto& host = ctx_.config.server.hostname;
-  if (n == -ETIME) reply("421 4.4.2 " + host + " Error: timeout exceeded");
-  else if (n == -ECANCELED) reply("421 4.3.2 " + host + " Service shutting down");
+  if (n == -ETIME)
+    reply("421 4.4.2 " + host + " Error: timeout exceeded");
+  else if (n == -ECANCELED)
+    reply("421 4.3.2 " + host + " Service shutting down");
   co_return n;
 }
 
@@ -118,7 +121,7 @@ rt::Task<bool> Session::cmd_data() {
   if (co_await stream_.flush(timeout) < 0) co_return false;
 
   DataDecoder dec({limits.max_message_size, limits.max_line_length, limits.reject_bare_lf});
-  std::string scratch;            // where content goes once we stop keeping it
+  std::string scratch;  // where content goes once we stop keeping it
   std::string* sink = &body_;
   in_data_ = true;
   for (;;) {
@@ -150,8 +153,8 @@ rt::Task<bool> Session::cmd_data() {
       reset_transaction();
       co_return true;
     case DataDecoder::Fault::line_too_long:
-      reply("554 5.6.0 Message rejected: line longer than " + std::to_string(limits.max_line_length) +
-            " octets (RFC 5321 4.5.3.1.6)");
+      reply("554 5.6.0 Message rejected: line longer than " +
+            std::to_string(limits.max_line_length) + " octets (RFC 5321 4.5.3.1.6)");
       reset_transaction();
       co_return true;
     case DataDecoder::Fault::too_big:
@@ -246,7 +249,8 @@ rt::Task<void> Session::finish_message() {
   if (st) {
     reply("250 2.0.0 Ok: queued as " + id_.str());
   } else {
-    std::fprintf(stderr, "smtp: %s not queued: %s\n", id_.str().c_str(), st.error().message.c_str());
+    std::fprintf(stderr, "smtp: %s not queued: %s\n", id_.str().c_str(),
+                 st.error().message.c_str());
     reply(std::to_string(st.error().code) + " " + st.error().message);
   }
   reset_transaction();

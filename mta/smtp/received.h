@@ -9,11 +9,11 @@ namespace ringmail::smtp {
 
 struct TraceInfo {
   std::string_view helo;
-  std::string_view client_ip;   // "192.0.2.1" or "IPv6:2001:db8::1"
-  std::string_view hostname;    // ours
-  std::string_view protocol;    // SMTP, ESMTP, ESMTPS, ESMTPA, UTF8SMTP, ...
+  std::string_view client_ip;  // "192.0.2.1" or "IPv6:2001:db8::1"
+  std::string_view hostname;   // ours
+  std::string_view protocol;   // SMTP, ESMTP, ESMTPS, ESMTPA, UTF8SMTP, ...
   std::string_view queue_id;
-  std::string_view recipient;   // set only for single-recipient messages
+  std::string_view recipient;  // set only for single-recipient messages
   int64_t unix_time = 0;
 };
 

@@ -53,8 +53,10 @@ Session::Session(Context& ctx, LoopState& ls, rt::Loop& loop, int fd, const sock
 }
 
 Session::~Session() {
-  if (prev_) prev_->next_ = next_;
-  else ls_.first = next_;
+  if (prev_)
+    prev_->next_ = next_;
+  else
+    ls_.first = next_;
   if (next_) next_->prev_ = prev_;
   ls_.inflight_bytes -= held_;
   if (limits_acquired_) ctx_.limits.release(peer_);
@@ -75,7 +77,9 @@ void Session::reply_error(const Error& e) {
   reply(e.message);
 }
 
-void Session::count_error() { ++errors_; }
+void Session::count_error() {
+  ++errors_;
+}
 
 rt::Task<Session::ReadStatus> Session::read_line(std::string_view& line, size_t& consumed) {
   const size_t limit = ctx_.config.limits.max_line_length;
@@ -114,7 +118,8 @@ rt::Task<Session::ReadStatus> Session::read_line(std::string_view& line, size_t&
 
 rt::Task<void> Session::run() {
   const auto& host = ctx_.config.server.hostname;
-  const auto send_timeout = std::chrono::duration_cast<rt::Duration>(ctx_.config.limits.command_timeout);
+  const auto send_timeout =
+      std::chrono::duration_cast<rt::Duration>(ctx_.config.limits.command_timeout);
   switch (ctx_.limits.acquire(peer_)) {
     case server::ConnLimits::Verdict::ok:
       limits_acquired_ = true;

@@ -71,15 +71,15 @@ class Session {
   void cmd_ehlo(std::string_view arg, bool extended);
   void cmd_mail(std::string_view arg);
   void cmd_rcpt(std::string_view arg);
-  rt::Task<bool> cmd_data();                    // false: connection must close
+  rt::Task<bool> cmd_data();  // false: connection must close
   rt::Task<bool> cmd_bdat(std::string_view arg);
   void cmd_rset();
-  rt::Task<void> finish_message();              // enqueue and reply
+  rt::Task<void> finish_message();  // enqueue and reply
   // More message content; on failure (<= 0) the 421 for timeout/shutdown is written.
   rt::Task<int> fill_content(rt::Duration timeout);
   void reset_transaction();
-  void start_message();                         // queue id + Received: header
-  void account(uint64_t added);                 // body_ grew: count it against the loop
+  void start_message();          // queue id + Received: header
+  void account(uint64_t added);  // body_ grew: count it against the loop
   bool over_budget() const;
 
   Context& ctx_;
@@ -94,7 +94,7 @@ class Session {
   std::string helo_;
   bool esmtp_ = false;
   uint32_t errors_ = 0;
-  uint32_t junk_ = 0;  // NOOP/RSET/VRFY/HELP so far
+  uint32_t junk_ = 0;     // NOOP/RSET/VRFY/HELP so far
   bool in_data_ = false;  // reading DATA/BDAT content: shutdown lets it finish
 
   // transaction state (RFC 5321 3.3)

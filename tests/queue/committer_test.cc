@@ -3,8 +3,6 @@
 #include "queue/committer.h"
 
 #include <gtest/gtest.h>
-
-#include "tests/support/temp_dir.h"
 #include <stdlib.h>
 
 #include <atomic>
@@ -15,6 +13,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "tests/support/temp_dir.h"
 
 namespace ringmail::queue {
 namespace {

@@ -3,8 +3,6 @@
 #include "queue/store.h"
 
 #include <gtest/gtest.h>
-
-#include "tests/support/temp_dir.h"
 #include <stdlib.h>
 
 #include <filesystem>
@@ -13,6 +11,7 @@
 #include <vector>
 
 #include "queue/record.h"
+#include "tests/support/temp_dir.h"
 
 namespace ringmail::queue {
 namespace {

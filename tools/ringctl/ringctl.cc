@@ -39,18 +39,25 @@ std::string iso_time(int64_t unix_us) {
 
 const char* body_name(queue::BodyType b) {
   switch (b) {
-    case queue::BodyType::seven_bit: return "7BIT";
-    case queue::BodyType::eight_bit_mime: return "8BITMIME";
-    case queue::BodyType::binary_mime: return "BINARYMIME";
-    default: return "-";
+    case queue::BodyType::seven_bit:
+      return "7BIT";
+    case queue::BodyType::eight_bit_mime:
+      return "8BITMIME";
+    case queue::BodyType::binary_mime:
+      return "BINARYMIME";
+    default:
+      return "-";
   }
 }
 
 const char* ret_name(queue::Ret r) {
   switch (r) {
-    case queue::Ret::full: return "FULL";
-    case queue::Ret::hdrs: return "HDRS";
-    default: return "-";
+    case queue::Ret::full:
+      return "FULL";
+    case queue::Ret::hdrs:
+      return "HDRS";
+    default:
+      return "-";
   }
 }
 
@@ -93,8 +100,9 @@ int queue_list(queue::Store& q) {
       if (!rcpts.empty()) rcpts += ' ';
       rcpts += r.address + "(" + std::string(queue::state_name(r.state)) + ")";
     }
-    std::printf("%s %llu %s <%s> %s\n", id.str().c_str(), static_cast<unsigned long long>(e.body_size),
-                iso_time(e.arrival_us).c_str(), e.sender.c_str(), rcpts.c_str());
+    std::printf("%s %llu %s <%s> %s\n", id.str().c_str(),
+                static_cast<unsigned long long>(e.body_size), iso_time(e.arrival_us).c_str(),
+                e.sender.c_str(), rcpts.c_str());
     ++n;
     return true;
   });
@@ -113,7 +121,8 @@ void print_envelope(queue::QueueId id, const queue::Envelope& e) {
   std::printf("client: %s helo=%s\n", e.client_address.c_str(), e.helo.c_str());
   if (!e.auth_user.empty()) std::printf("auth_user: %s\n", e.auth_user.c_str());
   std::printf("size: %llu\n", static_cast<unsigned long long>(e.body_size));
-  if (e.declared_size) std::printf("declared_size: %llu\n", static_cast<unsigned long long>(e.declared_size));
+  if (e.declared_size)
+    std::printf("declared_size: %llu\n", static_cast<unsigned long long>(e.declared_size));
   std::printf("body: %s\nsmtputf8: %s\nret: %s\nenvid: %s\n", body_name(e.body),
               e.smtputf8 ? "yes" : "no", ret_name(e.ret), e.envid.empty() ? "-" : e.envid.c_str());
   std::printf("message_id: %s\n", e.message_id.empty() ? "-" : e.message_id.c_str());
@@ -134,7 +143,8 @@ int queue_show(queue::Store& q, const std::string& text) {
   print_envelope(*id, *e);
   std::printf("*** MESSAGE CONTENTS ***\n");
   std::fflush(stdout);
-  auto s = q.read_body(*id, [](std::string_view chunk) { std::fwrite(chunk.data(), 1, chunk.size(), stdout); });
+  auto s = q.read_body(
+      *id, [](std::string_view chunk) { std::fwrite(chunk.data(), 1, chunk.size(), stdout); });
   std::fflush(stdout);
   if (!s) {
     std::fprintf(stderr, "ringctl: %s\n", s.error().message.c_str());
@@ -171,7 +181,8 @@ int status(queue::Store& q, const std::string& key) {
   std::vector<std::pair<queue::QueueId, queue::Envelope>> found;
   auto id = queue::QueueId::parse(key);
   std::string bare = key;
-  if (bare.size() > 2 && bare.front() == '<' && bare.back() == '>') bare = bare.substr(1, bare.size() - 2);
+  if (bare.size() > 2 && bare.front() == '<' && bare.back() == '>')
+    bare = bare.substr(1, bare.size() - 2);
   auto s = q.for_each([&](queue::QueueId qid, const queue::Envelope& e) {
     bool match = (id && qid == *id) || e.message_id == key || e.message_id == "<" + bare + ">" ||
                  e.sender == bare;
@@ -214,7 +225,8 @@ int stats(queue::Store& q) {
   std::printf("messages: %zu\nbytes: %zu\n", messages, bytes);
   for (int i = 0; i < 6; ++i)
     std::printf("recipients_%s: %zu\n",
-                std::string(queue::state_name(static_cast<queue::RcptState>(i))).c_str(), by_state[i]);
+                std::string(queue::state_name(static_cast<queue::RcptState>(i))).c_str(),
+                by_state[i]);
   std::printf("map_size: %llu\n", static_cast<unsigned long long>(q.map_size()));
   return 0;
 }
@@ -226,9 +238,12 @@ int main(int argc, char** argv) {
   std::vector<std::string> args;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if ((a == "-c" || a == "--config") && i + 1 < argc) path = argv[++i];
-    else if (a == "-h" || a == "--help") return usage(), 0;
-    else args.push_back(a);
+    if ((a == "-c" || a == "--config") && i + 1 < argc)
+      path = argv[++i];
+    else if (a == "-h" || a == "--help")
+      return usage(), 0;
+    else
+      args.push_back(a);
   }
   if (args.empty()) return usage();
   auto cfg = path.empty() ? conf::load_string(conf::default_config_text(), "<embedded default>")
@@ -244,7 +259,8 @@ int main(int argc, char** argv) {
   }
   if (cmd != "queue" && cmd != "status" && cmd != "stats") return usage();
   if (cmd == "queue" && args.size() >= 2 && args[1] == "flush") {
-    std::fprintf(stderr, "ringctl: queue flush: outbound delivery is not built yet; nothing is retried\n");
+    std::fprintf(stderr,
+                 "ringctl: queue flush: outbound delivery is not built yet; nothing is retried\n");
     return 2;
   }
   auto q = open_queue(*cfg);
