@@ -597,7 +597,19 @@ def dot_stuff(body: bytes) -> bytes:
     return b"".join(l + b"\r\n" for l in out)
 
 
-class DaemonTestCase(unittest.TestCase):
+class ReplyAsserts(unittest.TestCase):
+    """Reply checks shared by every integration test class."""
+
+    def assertReply(self, reply, code, enhanced=None, contains=None):
+        self.assertEqual(reply.code, code, f"reply: {reply!r}")
+        if enhanced is not None:
+            self.assertTrue(reply.lines[-1].startswith(enhanced + " "),
+                            f"expected enhanced status {enhanced}: {reply!r}")
+        if contains is not None:
+            self.assertIn(contains, reply.text, f"reply: {reply!r}")
+
+
+class DaemonTestCase(ReplyAsserts):
     """One daemon per test class (config from `daemon_kwargs`); every test opens its own
     connections, closed after the test."""
     daemon: Daemon
@@ -627,11 +639,3 @@ class DaemonTestCase(unittest.TestCase):
         c = self.daemon.session(ehlo)
         self.conns.append(c)
         return c
-
-    def assertReply(self, reply, code, enhanced=None, contains=None):
-        self.assertEqual(reply.code, code, f"reply: {reply!r}")
-        if enhanced is not None:
-            self.assertTrue(reply.lines[-1].startswith(enhanced + " "),
-                            f"expected enhanced status {enhanced}: {reply!r}")
-        if contains is not None:
-            self.assertIn(contains, reply.text, f"reply: {reply!r}")

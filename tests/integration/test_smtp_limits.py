@@ -7,7 +7,7 @@ import harness
 from harness import Daemon, require_ringctl, queue_list_ids, queue_show, split_received
 
 
-class LimitsBase(unittest.TestCase):
+class LimitsBase(harness.ReplyAsserts):
     def setUp(self):
         self.conns = []
         self.daemons = []
@@ -34,19 +34,27 @@ class LimitsBase(unittest.TestCase):
         self.conns.append(c)
         return c
 
-    def assertReply(self, reply, code, enhanced=None):
-        self.assertEqual(reply.code, code, f"reply: {reply!r}")
-        if enhanced is not None:
-            self.assertTrue(reply.lines[-1].startswith(enhanced + " "),
-                            f"expected enhanced status {enhanced}: {reply!r}")
+    def greeted(self, d):
+        """A connection past the greeting and EHLO."""
+        c = self.conn(d)
+        c.expect(220)
+        c.cmd("EHLO client.test", expect=250)
+        return c
 
+    def in_data(self, d, first=b""):
+        """A connection inside DATA (after the 354), with `first` already sent."""
+        c = self.greeted(d)
+        c.cmd("MAIL FROM:<a@b.test>", expect=250)
+        c.cmd("RCPT TO:<bob@example.test>", expect=250)
+        c.cmd("DATA", expect=354)
+        if first:
+            c.send(first)
+        return c
 
 class Timeouts(LimitsBase):
     def test_idle_command_timeout(self):
         d = self.start(command_timeout="2s")
-        c = self.conn(d)
-        c.expect(220)
-        c.cmd("EHLO client.test", expect=250)
+        c = self.greeted(d)
         r = c.read_reply(timeout=harness.t(2 + 30))
         self.assertReply(r, 421, "4.4.2")
         self.assertTrue(c.wait_closed(), "not closed after the timeout 421")
@@ -63,22 +71,14 @@ class Timeouts(LimitsBase):
         # Commands reset the idle timer: a session busy for longer than the timeout, but
         # never idle that long, is not cut off. (Upper bounds only: no speed asserted.)
         d = self.start(command_timeout="3s")
-        c = self.conn(d)
-        c.expect(220)
-        c.cmd("EHLO client.test", expect=250)
+        c = self.greeted(d)
         for _ in range(5):
             time.sleep(1)
             self.assertEqual(c.cmd("NOOP").code, 250)
 
     def test_data_timeout(self):
         d = self.start(data_timeout="2s")
-        c = self.conn(d)
-        c.expect(220)
-        c.cmd("EHLO client.test", expect=250)
-        c.cmd("MAIL FROM:<a@b.test>", expect=250)
-        c.cmd("RCPT TO:<bob@example.test>", expect=250)
-        c.cmd("DATA", expect=354)
-        c.send(b"Subject: stalled\r\n\r\npart")
+        c = self.in_data(d, b"Subject: stalled\r\n\r\npart")
         r = c.read_reply(timeout=harness.t(2 + 30))
         self.assertReply(r, 421, "4.4.2")
         self.assertTrue(c.wait_closed())
@@ -135,9 +135,7 @@ class ConnectionLimits(LimitsBase):
 class ErrorLimit(LimitsBase):
     def test_max_errors(self):
         d = self.start(max_errors=3)
-        c = self.conn(d)
-        c.expect(220)
-        c.cmd("EHLO client.test", expect=250)
+        c = self.greeted(d)
         self.assertEqual(c.cmd("BOGUS1").code, 500)
         self.assertEqual(c.cmd("BOGUS2").code, 500)
         c.send(b"BOGUS3\r\n")
@@ -148,9 +146,7 @@ class ErrorLimit(LimitsBase):
 
     def test_errors_of_any_kind_count(self):
         d = self.start(max_errors=3)
-        c = self.conn(d)
-        c.expect(220)
-        c.cmd("EHLO client.test", expect=250)
+        c = self.greeted(d)
         self.assertEqual(c.cmd("RCPT TO:<bob@example.test>").code, 503)  # sequence
         self.assertEqual(c.cmd("MAIL FROM:bad").code, 501)               # syntax
         c.send(b"XYZZY\r\n")
@@ -162,9 +158,7 @@ class ErrorLimit(LimitsBase):
         # Refusals counted inside MAIL/RCPT (syntax, relay probing) reach the limit on
         # their own, without a plain unknown command to trigger the check.
         d = self.start(max_errors=3)
-        c = self.conn(d)
-        c.expect(220)
-        c.cmd("EHLO client.test", expect=250)
+        c = self.greeted(d)
         c.cmd("MAIL FROM:<a@client.test>", expect=250)
         self.assertEqual(c.cmd("RCPT TO:<x@remote.test>").code, 554)
         self.assertEqual(c.cmd("RCPT TO:<y@remote.test>").code, 554)
@@ -175,9 +169,7 @@ class ErrorLimit(LimitsBase):
 
     def test_junk_command_limit(self):
         d = self.start(max_junk_commands=5)
-        c = self.conn(d)
-        c.expect(220)
-        c.cmd("EHLO client.test", expect=250)
+        c = self.greeted(d)
         for verb in ("NOOP", "RSET", "VRFY bob", "HELP", "NOOP"):
             self.assertLess(c.cmd(verb).code, 300)
         self.assertReply(c.cmd("NOOP"), 421, "4.7.0")
@@ -185,9 +177,7 @@ class ErrorLimit(LimitsBase):
 
     def test_good_commands_do_not_count(self):
         d = self.start(max_errors=3)
-        c = self.conn(d)
-        c.expect(220)
-        c.cmd("EHLO client.test", expect=250)
+        c = self.greeted(d)
         self.assertEqual(c.cmd("BOGUS").code, 500)
         for _ in range(10):
             self.assertEqual(c.cmd("NOOP").code, 250)
@@ -198,9 +188,7 @@ class ErrorLimit(LimitsBase):
 class Shutdown(LimitsBase):
     def test_sigterm_idle_session(self):
         d = self.start()
-        c = self.conn(d)
-        c.expect(220)
-        c.cmd("EHLO client.test", expect=250)
+        c = self.greeted(d)
         d.signal(signal.SIGTERM)
         r = c.read_reply(timeout=harness.t(30))
         self.assertReply(r, 421, "4.3.2")
@@ -211,12 +199,7 @@ class Shutdown(LimitsBase):
 
     def test_sigterm_during_data_finishes_message(self):
         d = self.start()
-        busy = self.conn(d)
-        busy.expect(220)
-        busy.cmd("EHLO client.test", expect=250)
-        busy.cmd("MAIL FROM:<a@b.test>", expect=250)
-        busy.cmd("RCPT TO:<bob@example.test>", expect=250)
-        busy.cmd("DATA", expect=354)
+        busy = self.in_data(d)
         first = b"Subject: in flight\r\nMessage-ID: <sigterm@b.test>\r\n\r\nfirst half\r\n"
         busy.send(first)
         idle = []
@@ -250,13 +233,7 @@ class Shutdown(LimitsBase):
 
     def test_shutdown_timeout_closes_stalled_transaction(self):
         d = self.start(shutdown_timeout="2s")
-        busy = self.conn(d)
-        busy.expect(220)
-        busy.cmd("EHLO client.test", expect=250)
-        busy.cmd("MAIL FROM:<a@b.test>", expect=250)
-        busy.cmd("RCPT TO:<bob@example.test>", expect=250)
-        busy.cmd("DATA", expect=354)
-        busy.send(b"Subject: never finished\r\n\r\n")
+        busy = self.in_data(d, b"Subject: never finished\r\n\r\n")
         d.signal(signal.SIGTERM)
         r = busy.read_reply(timeout=harness.t(2 + 30))
         self.assertReply(r, 421, "4.3.2")
@@ -267,12 +244,7 @@ class Shutdown(LimitsBase):
 
     def test_no_new_sessions_after_sigterm(self):
         d = self.start(shutdown_timeout="5s")
-        busy = self.conn(d)
-        busy.expect(220)
-        busy.cmd("EHLO client.test", expect=250)
-        busy.cmd("MAIL FROM:<a@b.test>", expect=250)
-        busy.cmd("RCPT TO:<bob@example.test>", expect=250)
-        busy.cmd("DATA", expect=354)  # keeps the daemon alive while we knock
+        busy = self.in_data(d)  # keeps the daemon alive while we knock
         d.signal(signal.SIGTERM)
         self.assertTrue(d.wait_stderr("stopping", harness.t(30)))
         time.sleep(0.2)
