@@ -62,7 +62,12 @@ struct Config {
   } relay;
 
   struct Auth {
-    bool allow_plaintext = false;  // not yet used (AUTH lands with issue 3)
+    bool allow_plaintext = false;  // AUTH offered only after TLS unless true
+    bool sender_ownership = true;  // authenticated MAIL FROM must be the user's own address
+    uint32_t max_failures = 5;     // failed AUTHs per client address within failure_window
+    Seconds failure_window{900};   // then 421 and AUTH refused until the window has passed
+    Seconds failure_delay{1};      // reply to the n-th failure delayed n x this (max 5x)
+    uint32_t hash_threads = 2;     // worker threads for password hashing (never a loop thread)
   } auth;
 
   struct Limits {

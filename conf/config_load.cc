@@ -430,9 +430,27 @@ void Loader::load(const toml::table& root, Config& c) {
   };
 
   auto auth = [&](const toml::node& n, const std::string& p) {
-    table(n, p, "[auth]", {{"allow_plaintext", [&](const toml::node& v, const std::string& kp) {
-                              read_bool(v, kp, c.auth.allow_plaintext);
-                            }}});
+    auto& a = c.auth;
+    auto b = [&](std::string_view key, bool& out) {
+      return Field{key, [&out, this](const toml::node& v, const std::string& kp) {
+                     read_bool(v, kp, out);
+                   }};
+    };
+    auto d = [&](std::string_view key, Seconds& out) {
+      return Field{key, [&out, this](const toml::node& v, const std::string& kp) {
+                     read_duration(v, kp, out);
+                   }};
+    };
+    table(n, p, "[auth]",
+          {b("allow_plaintext", a.allow_plaintext), b("sender_ownership", a.sender_ownership),
+           {"max_failures",
+            [&](const toml::node& v, const std::string& kp) {
+              read_uint(v, kp, 1, kAny, a.max_failures, {});
+            }},
+           d("failure_window", a.failure_window), d("failure_delay", a.failure_delay),
+           {"hash_threads", [&](const toml::node& v, const std::string& kp) {
+              read_uint(v, kp, 1, 64, a.hash_threads, {});
+            }}});
   };
 
   auto limits = [&](const toml::node& n, const std::string& p) {

@@ -282,6 +282,11 @@ std::string describe(const Config& c) {
 
   o += "\n[auth]\n";
   line("allow_plaintext", boolean(c.auth.allow_plaintext));
+  line("sender_ownership", boolean(c.auth.sender_ownership));
+  line("max_failures", num(c.auth.max_failures));
+  line("failure_window", dur(c.auth.failure_window));
+  line("failure_delay", dur(c.auth.failure_delay));
+  line("hash_threads", num(c.auth.hash_threads));
 
   const auto& m = c.limits;
   o += "\n[limits]\n";

@@ -4,7 +4,8 @@
 set -eu
 PKGS="build-essential cmake g++ pkg-config liburing-dev android-libboringssl-dev libc-ares-dev
 liblmdb-dev libgtest-dev libgmock-dev libbenchmark-dev libtomlplusplus-dev python3 swaks
-clang-14 libclang-rt-14-dev lmdb-utils"
+clang-14 libclang-rt-14-dev lmdb-utils libcrypt-dev libnet-ssleay-perl libio-socket-ssl-perl
+libauthen-sasl-perl"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
