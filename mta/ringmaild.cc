@@ -1,5 +1,6 @@
 // ringmaild: the daemon. Foreground only (systemd, containers and tests supervise it),
-// logs to stderr, SIGTERM/SIGINT stop it cleanly, SIGHUP re-reads the config.
+// logs to stderr, SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the TLS certificate
+// and re-validates the config.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -10,7 +11,10 @@
 #include <filesystem>
 #include <string>
 
+#include "auth/auth_throttle.h"
+#include "auth/user_db.h"
 #include "conf/config.h"
+#include "mta/runtime/worker_pool.h"
 #include "mta/server/server.h"
 #include "queue/committer.h"
 #include "queue/store.h"
@@ -112,7 +116,17 @@ int main(int argc, char** argv) {
   }
   committer.set_event_log(log_fd);
 
-  server::Server srv(config, committer);
+  // Users live in their own LMDB environment (DESIGN "Queue"): ringctl writes it while the
+  // daemon reads it, and its small records never share a commit with queue traffic.
+  auto users =
+      auth::UserDb::open((std::filesystem::path(config.server.data_dir) / "users").string());
+  if (!users) {
+    std::fprintf(stderr, "ringmaild: %s\n", users.error().message.c_str());
+    return 1;
+  }
+  rt::WorkerPool hash_pool(config.auth.hash_threads);
+  auth::AuthThrottle throttle(config.auth.max_failures, config.auth.failure_window);
+  server::Server srv(config, committer, smtp::AuthServices{users->get(), &hash_pool, &throttle});
   if (auto s = srv.start(); !s) {
     std::fprintf(stderr, "ringmaild: %s\n", s.error().message.c_str());
     return 1;
@@ -124,16 +138,22 @@ int main(int argc, char** argv) {
     int sig = 0;
     if (sigwait(&sigs, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      // Parts that can change live (TLS certificates) reload with their issues; for now
-      // SIGHUP validates the file so an operator learns of mistakes before a restart.
+      // The TLS certificate reloads live (certificates renew without a restart); other
+      // changes are validated so an operator learns of mistakes before the restart.
       auto again = load(path);
-      if (again)
-        std::fprintf(
-            stderr,
-            "ringmaild: SIGHUP: config valid; restart to apply listener and limit changes\n");
-      else
+      if (!again) {
         std::fprintf(stderr, "ringmaild: SIGHUP: config has errors, keeping the running one:\n%s\n",
                      again.error().message.c_str());
+        continue;
+      }
+      if (auto s = srv.reload_tls(*again); !s)
+        std::fprintf(stderr,
+                     "ringmaild: SIGHUP: TLS reload failed, keeping the old certificate: %s\n",
+                     s.error().message.c_str());
+      else
+        std::fprintf(stderr,
+                     "ringmaild: SIGHUP: TLS certificate reloaded; restart to apply listener and "
+                     "limit changes\n");
       continue;
     }
     std::fprintf(stderr, "ringmaild: %s: stopping\n", strsignal(sig));

@@ -7,6 +7,7 @@
 
 #include "mta/runtime/buffer_ring.h"
 #include "mta/runtime/ops.h"
+#include "mta/runtime/tls.h"
 
 namespace ringmail::rt {
 
@@ -16,6 +17,8 @@ namespace {
 constexpr size_t kKeepCapacity = 1024;
 // No receive buffer free: retry after this long (back-pressure, not failure).
 constexpr auto kNoBufferBackoff = std::chrono::milliseconds(2);
+// Plaintext taken from BoringSSL per SSL_read: one TLS record at most.
+constexpr size_t kTlsReadChunk = 16384;
 
 void trim(std::string& s) {
   s.clear();
@@ -56,9 +59,7 @@ void Stream::discard_input() {
   carry_off_ = 0;
 }
 
-Task<int> Stream::fill(Duration timeout, size_t max_buffered) {
-  size_t have = input().size();
-  if (have >= max_buffered) co_return -ENOBUFS;
+void Stream::compact_carry() {
   // Whatever is left of the lent buffer moves to the carry so the buffer can go back.
   if (borrowed_bid_ >= 0) {
     if (carry_off_ > 0) {
@@ -71,6 +72,9 @@ Task<int> Stream::fill(Duration timeout, size_t max_buffered) {
     carry_.erase(0, carry_off_);
     carry_off_ = 0;
   }
+}
+
+Task<int> Stream::recv(Duration timeout, int& bid) {
   for (;;) {
     RecvSelect op(loop_, fd_, timeout);
     pending_read_ = &op;
@@ -84,44 +88,137 @@ Task<int> Stream::fill(Duration timeout, size_t max_buffered) {
       if (r == -ECANCELED) co_return r;
       continue;
     }
-    if (n <= 0) co_return n;
-    const char* data = loop_.buffers().data(op.buffer_id());
-    if (carry_.empty()) {
-      borrowed_bid_ = op.buffer_id();
-      borrowed_ = data;
-      borrowed_off_ = 0;
-      borrowed_len_ = static_cast<size_t>(n);
-    } else {
-      // Bounded: fill() refuses once max_buffered is held, so the carry never exceeds
-      // max_buffered plus one ring buffer.
-      carry_.append(data, static_cast<size_t>(n));
-      loop_.buffers().give_back(op.buffer_id());
-    }
+    if (n > 0) bid = op.buffer_id();
     co_return n;
   }
 }
 
-Task<int> Stream::flush(Duration timeout) {
-  size_t off = 0;
-  while (off < out_.size()) {
-    Send op(loop_, fd_, out_.data() + off, out_.size() - off, timeout);
-    int n = co_await op;
-    if (n < 0) {
-      trim(out_);
-      co_return n;
+Task<int> Stream::fill(Duration timeout, size_t max_buffered) {
+  size_t have = input().size();
+  if (have >= max_buffered) co_return -ENOBUFS;
+  compact_carry();
+  if (tls_) co_return co_await fill_tls(timeout, max_buffered);
+  int bid = -1;
+  int n = co_await recv(timeout, bid);
+  if (n <= 0) co_return n;
+  const char* data = loop_.buffers().data(static_cast<uint16_t>(bid));
+  if (carry_.empty()) {
+    borrowed_bid_ = bid;
+    borrowed_ = data;
+    borrowed_off_ = 0;
+    borrowed_len_ = static_cast<size_t>(n);
+  } else {
+    // Bounded: fill() refuses once max_buffered is held, so the carry never exceeds
+    // max_buffered plus one ring buffer.
+    carry_.append(data, static_cast<size_t>(n));
+    loop_.buffers().give_back(static_cast<uint16_t>(bid));
+  }
+  co_return n;
+}
+
+Task<int> Stream::fill_tls(Duration timeout, size_t) {
+  // Plaintext always lands in the carry (the ring buffer holds ciphertext). One SSL_read
+  // yields at most one record, so the carry stays within max_buffered plus 16 KiB.
+  SSL* ssl = tls_->ssl();
+  int bid = -1;
+  for (;;) {
+    size_t old = carry_.size();
+    carry_.resize(old + kTlsReadChunk);
+    int r = SSL_read(ssl, carry_.data() + old, static_cast<int>(kTlsReadChunk));
+    carry_.resize(old + static_cast<size_t>(std::max(r, 0)));
+    if (bid >= 0) {
+      // Decrypted while the ring buffer was still ours; keep only the unread remainder.
+      tls_->keep_unread();
+      loop_.buffers().give_back(static_cast<uint16_t>(bid));
+      bid = -1;
     }
-    if (n == 0) {
-      trim(out_);
-      co_return -EPIPE;
+    if (r > 0) co_return r;
+    int e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_ZERO_RETURN) co_return 0;  // close_notify
+    if (e != SSL_ERROR_WANT_READ) {
+      tls_->set_error(tls_error_text());
+      co_return -EPROTO;
+    }
+    // Whatever BoringSSL wants to say first (alerts, tickets, key updates) goes out now.
+    if (!tls_->out().empty()) {
+      int s = co_await send_all(tls_->out(), timeout);
+      if (s < 0) co_return s;
+    }
+    int n = co_await recv(timeout, bid);
+    if (n <= 0) co_return n;
+    tls_->feed(
+        std::string_view(loop_.buffers().data(static_cast<uint16_t>(bid)), static_cast<size_t>(n)));
+  }
+}
+
+Task<int> Stream::send_all(std::string& buf, Duration timeout) {
+  size_t off = 0;
+  while (off < buf.size()) {
+    Send op(loop_, fd_, buf.data() + off, buf.size() - off, timeout);
+    int n = co_await op;
+    if (n <= 0) {
+      trim(buf);
+      co_return n == 0 ? -EPIPE : n;
     }
     off += static_cast<size_t>(n);
   }
-  trim(out_);
+  trim(buf);
   co_return 0;
+}
+
+Task<int> Stream::flush(Duration timeout) {
+  if (!tls_) co_return co_await send_all(out_, timeout);
+  if (!out_.empty()) {
+    // A memory BIO never blocks, so SSL_write takes everything at once.
+    int r = SSL_write(tls_->ssl(), out_.data(), static_cast<int>(out_.size()));
+    trim(out_);
+    if (r <= 0) {
+      tls_->set_error(tls_error_text());
+      co_return -EPROTO;
+    }
+  }
+  co_return co_await send_all(tls_->out(), timeout);
+}
+
+Task<int> Stream::start_tls(SSL_CTX* ctx, bool server, Duration timeout, std::string_view sni) {
+  discard_input();
+  tls_ = std::make_unique<TlsConn>(ctx, server, sni);
+  SSL* ssl = tls_->ssl();
+  int bid = -1;
+  for (;;) {
+    int r = SSL_do_handshake(ssl);
+    if (bid >= 0) {
+      tls_->keep_unread();
+      loop_.buffers().give_back(static_cast<uint16_t>(bid));
+      bid = -1;
+    }
+    int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, r);
+    if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ) {
+      tls_->set_error(tls_error_text());
+      co_await send_all(tls_->out(), timeout);  // the alert, so the peer learns why
+      co_return -EPROTO;
+    }
+    if (!tls_->out().empty()) {
+      int s = co_await send_all(tls_->out(), timeout);
+      if (s < 0) co_return s;
+    }
+    if (e == SSL_ERROR_NONE) co_return 0;
+    int n = co_await recv(timeout, bid);
+    if (n <= 0) co_return n == 0 ? -ECONNRESET : n;
+    tls_->feed(
+        std::string_view(loop_.buffers().data(static_cast<uint16_t>(bid)), static_cast<size_t>(n)));
+  }
 }
 
 void Stream::cancel_read() {
   if (pending_read_) pending_read_->cancel();
+}
+
+Task<void> Stream::close_tls(Duration timeout) {
+  if (!tls_) co_return;
+  co_await flush(timeout);
+  SSL_shutdown(tls_->ssl());
+  co_await send_all(tls_->out(), timeout);
 }
 
 }  // namespace ringmail::rt

@@ -6,9 +6,16 @@
 // caller's limit. Output is gathered with write() and sent with one flush(), so the
 // replies to one pipelined batch leave in one send (RFC 2920). An idle Stream holds no
 // buffer at all. The Stream owns the fd and closes it.
+//
+// start_tls() turns the same Stream into TLS (mta/runtime/tls.h): from then on input()
+// is decrypted plaintext (always in the carry buffer) and flush() encrypts; the protocol
+// code above does not change.
 #pragma once
 
+#include <openssl/base.h>
+
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -18,6 +25,7 @@
 namespace ringmail::rt {
 
 class OpBase;
+class TlsConn;
 
 class Stream {
  public:
@@ -53,8 +61,22 @@ class Stream {
   // Drops buffered input (STARTTLS must not keep plaintext that came before it).
   void discard_input();
 
+  // Discards buffered input (plaintext sent before the handshake never reaches the
+  // protocol: the CVE-2011-0411 class) and runs a TLS handshake as server or client.
+  // 0, or -EPROTO (tls()->error() says why), -ETIME, -ECANCELED, -ECONNRESET, -errno.
+  // After a failure the Stream is unusable.
+  Task<int> start_tls(SSL_CTX* ctx, bool server, Duration timeout, std::string_view sni = {});
+  const TlsConn* tls() const { return tls_.get(); }
+  // Sends a close_notify alert (best effort, before the socket closes).
+  Task<void> close_tls(Duration timeout);
+
  private:
   void release_borrowed();
+  void compact_carry();
+  Task<int> fill_tls(Duration timeout, size_t max_buffered);
+  // Receives into a ring buffer; the buffer id in `bid`. Retries when no buffer is free.
+  Task<int> recv(Duration timeout, int& bid);
+  Task<int> send_all(std::string& buf, Duration timeout);
 
   Loop& loop_;
   int fd_;
@@ -67,6 +89,7 @@ class Stream {
   size_t carry_off_ = 0;
   std::string out_;
   OpBase* pending_read_ = nullptr;
+  std::unique_ptr<TlsConn> tls_;
 };
 
 }  // namespace ringmail::rt

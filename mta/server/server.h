@@ -15,6 +15,7 @@
 
 #include "conf/config.h"
 #include "conf/result.h"
+#include "mta/runtime/tls.h"
 #include "mta/server/conn_limits.h"
 #include "mta/smtp/session.h"
 #include "queue/committer.h"
@@ -23,11 +24,17 @@ namespace ringmail::server {
 
 class Server {
  public:
-  Server(const conf::Config& config, queue::Committer& committer);
+  Server(const conf::Config& config, queue::Committer& committer, smtp::AuthServices auth);
   ~Server();
 
-  // Binds every listener (errors name the address) and starts the threads.
+  // Loads the TLS certificate (making the self-signed one if needed), binds every listener
+  // (errors name the address) and starts the threads.
   Status start();
+  // SIGHUP: loads the certificate and key again and hands the new context to every loop.
+  // Connections keep running; new handshakes use the new certificate. On error the old
+  // one stays.
+  // Certificate paths come from `fresh` (the re-read config).
+  Status reload_tls(const conf::Config& fresh);
   // Graceful stop; returns when every thread has ended.
   void stop();
 
@@ -36,6 +43,7 @@ class Server {
  private:
   struct Worker;
   void run_worker(Worker& w);
+  static Result<rt::TlsContextPtr> load_tls(const conf::Config& c);
 
   const conf::Config& config_;
   ConnLimits limits_;

@@ -2,6 +2,7 @@
 #include <chrono>
 #include <coroutine>
 
+#include "mta/runtime/tls.h"
 #include "mta/smtp/command_parser.h"
 #include "mta/smtp/data_decoder.h"
 #include "mta/smtp/received.h"
@@ -58,7 +59,19 @@ void Session::start_message() {
   t.helo = helo_;
   t.client_ip = peer_ip_;
   t.hostname = ctx_.config.server.hostname;
-  t.protocol = env_.smtputf8 ? "UTF8SMTP" : (esmtp_ ? "ESMTP" : "SMTP");
+  // RFC 3848 / RFC 6531 names: S for TLS, A for AUTH, both for ESMTPSA.
+  std::string protocol = env_.smtputf8 ? "UTF8SMTP" : (esmtp_ ? "ESMTP" : "SMTP");
+  if (esmtp_) {
+    if (stream_.tls()) protocol += 'S';
+    if (authenticated_) protocol += 'A';
+  }
+  t.protocol = protocol;
+  std::string tls;
+  if (const rt::TlsConn* c = stream_.tls()) {
+    tls = "using " + std::string(c->version()) + " with cipher " + std::string(c->cipher()) + " (" +
+          std::to_string(c->cipher_bits()) + " bits)";
+    t.tls = tls;
+  }
   std::string qid = id_.str();
   t.queue_id = qid;
   // "for" only names a single recipient: listing several would disclose Bcc: recipients.

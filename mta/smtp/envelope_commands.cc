@@ -1,4 +1,5 @@
 // MAIL and RCPT: check everything first, then change the transaction.
+#include <cctype>
 #include <string>
 
 #include "mta/smtp/command_parser.h"
@@ -17,9 +18,21 @@ void Session::cmd_mail(std::string_view arg) {
     count_error();
     return;
   }
+  if (role_ != Role::smtp && !authenticated_) {
+    // RFC 6409 4.3 / RFC 8314: submission is for authenticated users only.
+    reply("530 5.7.0 Authentication required");
+    count_error();
+    return;
+  }
   auto m = parse_mail_from(arg);
   if (!m) {
     reply_error(m.error());
+    count_error();
+    return;
+  }
+  if (authenticated_ && !sender_allowed(m->path.str())) {
+    reply("553 5.7.1 <" + m->path.str() + ">: Sender address rejected: not owned by user " +
+          auth_user_);
     count_error();
     return;
   }
@@ -70,8 +83,8 @@ void Session::cmd_rcpt(std::string_view arg) {
     return;
   }
   const std::string address = r->path.str();
-  auto decision = ctx_.policy.check(r->path, reinterpret_cast<const sockaddr*>(&peer_),
-                                    /*authenticated=*/false);
+  auto decision =
+      ctx_.policy.check(r->path, reinterpret_cast<const sockaddr*>(&peer_), authenticated_);
   if (decision == auth::RcptDecision::denied) {
     reply("554 5.7.1 <" + address + ">: Relay access denied");
     count_error();  // relay probing counts towards max_errors like any refused command
@@ -83,6 +96,15 @@ void Session::cmd_rcpt(std::string_view arg) {
   rc.notify = r->notify;
   env_.recipients.push_back(std::move(rc));
   reply("250 2.1.5 Ok");
+}
+
+bool Session::sender_allowed(std::string_view sender) const {
+  if (!ctx_.config.auth.sender_ownership || sender.empty()) return true;  // <> is nobody
+  std::string lower(sender);
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (const auto& a : owned_)
+    if (a == lower) return true;
+  return false;
 }
 
 }  // namespace ringmail::smtp

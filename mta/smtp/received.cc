@@ -27,7 +27,13 @@ std::string received_header(const TraceInfo& t) {
   h += t.helo;
   h += " ([";
   h += t.client_ip;
-  h += "])\r\n\tby ";
+  h += "])\r\n\t";
+  if (!t.tls.empty()) {
+    h += "(";
+    h += t.tls;
+    h += ")\r\n\t";
+  }
+  h += "by ";
   h += t.hostname;
   h += " (ringmail) with ";
   h += t.protocol;

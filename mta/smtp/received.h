@@ -13,6 +13,7 @@ struct TraceInfo {
   std::string_view hostname;   // ours
   std::string_view protocol;   // SMTP, ESMTP, ESMTPS, ESMTPA, UTF8SMTP, ...
   std::string_view queue_id;
+  std::string_view tls;        // "using TLSv1.3 with cipher ... (128 bits)", or empty
   std::string_view recipient;  // set only for single-recipient messages
   int64_t unix_time = 0;
 };

@@ -6,8 +6,12 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 
+#include "auth/sasl.h"
 #include "mta/runtime/listener.h"
+#include "mta/runtime/tls.h"
 #include "mta/smtp/command_parser.h"
 
 namespace ringmail::smtp {
@@ -38,6 +42,14 @@ bool acceptable_helo(std::string_view s) {
     if (c <= 32 || c >= 127) return false;
   return true;
 }
+
+void log_tls_failure(const std::string& ip, int r, const rt::Stream& s) {
+  std::string why = r == -EPROTO && s.tls() ? s.tls()->error()
+                    : r == -ETIME           ? "timeout"
+                    : r == -ECONNRESET      ? "connection closed"
+                                            : std::strerror(-r);
+  std::fprintf(stderr, "ringmaild: TLS handshake with %s failed: %s\n", ip.c_str(), why.c_str());
+}
 }  // namespace
 
 void LoopState::shutdown(bool force) {
@@ -45,8 +57,15 @@ void LoopState::shutdown(bool force) {
   for (Session* s = first; s; s = s->next_) s->interrupt(force);
 }
 
-Session::Session(Context& ctx, LoopState& ls, rt::Loop& loop, int fd, const sockaddr_storage& peer)
-    : ctx_(ctx), ls_(ls), loop_(loop), stream_(loop, fd), peer_(peer), peer_ip_(ip_text(peer)) {
+Session::Session(Context& ctx, LoopState& ls, rt::Loop& loop, int fd, const sockaddr_storage& peer,
+                 Role role)
+    : ctx_(ctx),
+      ls_(ls),
+      loop_(loop),
+      stream_(loop, fd),
+      peer_(peer),
+      peer_ip_(ip_text(peer)),
+      role_(role) {
   next_ = ls_.first;
   if (next_) next_->prev_ = this;
   ls_.first = this;
@@ -137,6 +156,15 @@ rt::Task<void> Session::run() {
     reply("421 4.3.2 " + host + " Service shutting down");
     co_await stream_.flush(send_timeout);
     co_return;
+  }
+  if (role_ == Role::submissions) {
+    // RFC 8314: TLS first, then the greeting, so nothing is ever sent in the clear.
+    if (!ls_.tls) co_return;
+    int r = co_await stream_.start_tls(ls_.tls.get(), /*server=*/true, send_timeout);
+    if (r < 0) {
+      log_tls_failure(peer_ip_, r, stream_);
+      co_return;
+    }
   }
   reply("220 " + host + " ESMTP ringmail");
   for (;;) {
@@ -229,12 +257,21 @@ rt::Task<void> Session::run() {
       case Verb::help:
         reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
         break;
-      case Verb::starttls:
-      case Verb::auth:
-        // Not offered on this listener (TLS and AUTH arrive with issue 3).
-        reply("502 5.5.1 Error: command not implemented");
-        bad = true;
+      case Verb::starttls: {
+        std::string arg(c.arg);
+        // A STARTTLS that goes ahead discards all buffered input, this line included:
+        // nothing pipelined behind it may be executed after the handshake.
+        if (arg.empty() && !stream_.tls() && ls_.tls) used = 0;
+        keep = co_await cmd_starttls(arg);
         break;
+      }
+      case Verb::auth: {
+        std::string arg(c.arg);  // the line's buffer is consumed before responses are read
+        stream_.consume(used);
+        used = 0;
+        keep = co_await cmd_auth(std::move(arg));
+        break;
+      }
       case Verb::http:
         // RFC-less, but every MTA does it: a web request on the SMTP port is an attack
         // (cross-protocol scripting) or a mistake; either way, hang up.
@@ -279,8 +316,54 @@ void Session::cmd_ehlo(std::string_view arg, bool extended) {
   stream_.write("250-" + host + "\r\n");
   stream_.write("250-PIPELINING\r\n");
   stream_.write("250-SIZE " + std::to_string(ctx_.config.limits.max_message_size) + "\r\n");
-  stream_.write(
-      "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-DSN\r\n250 CHUNKING\r\n");
+  stream_.write("250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-DSN\r\n");
+  const bool starttls = !stream_.tls() && ls_.tls;
+  const bool auth = auth_offered();
+  stream_.write(starttls || auth ? "250-CHUNKING\r\n" : "250 CHUNKING\r\n");
+  if (starttls) stream_.write(auth ? "250-STARTTLS\r\n" : "250 STARTTLS\r\n");
+  if (auth) {
+    stream_.write("250 AUTH ");
+    stream_.write(auth::advertised_mechanisms());
+    stream_.write("\r\n");
+  }
+}
+
+bool Session::auth_offered() const {
+  return ctx_.auth.users && (stream_.tls() || ctx_.config.auth.allow_plaintext);
+}
+
+rt::Task<bool> Session::cmd_starttls(std::string_view arg) {
+  const auto timeout = std::chrono::duration_cast<rt::Duration>(ctx_.config.limits.command_timeout);
+  if (!arg.empty()) {
+    // The rest of the line is still buffered: only a good STARTTLS discards input.
+    reply("501 5.5.4 Syntax: STARTTLS");
+    count_error();
+    co_return true;
+  }
+  if (stream_.tls()) {
+    reply("503 5.5.1 Error: TLS already active");
+    count_error();
+    co_return true;
+  }
+  if (!ls_.tls) {
+    reply("454 4.7.0 TLS not available");
+    co_return true;
+  }
+  reply("220 2.0.0 Ready to start TLS");
+  if (co_await stream_.flush(timeout) < 0) co_return false;
+  int r = co_await stream_.start_tls(ls_.tls.get(), /*server=*/true, timeout);
+  if (r < 0) {
+    log_tls_failure(peer_ip_, r, stream_);
+    co_return false;
+  }
+  // RFC 3207 4.2: forget everything the client said before TLS, including who it was.
+  reset_transaction();
+  helo_.clear();
+  esmtp_ = false;
+  authenticated_ = false;
+  auth_user_.clear();
+  owned_.clear();
+  co_return true;
 }
 
 void Session::cmd_rset() {
@@ -299,12 +382,12 @@ void Session::reset_transaction() {
   held_ = 0;
 }
 
-rt::Task<void> serve(Context& ctx, LoopState& ls, rt::Loop& loop, int fd) {
+rt::Task<void> serve(Context& ctx, LoopState& ls, rt::Loop& loop, int fd, Role role) {
   sockaddr_storage peer{};
   socklen_t len = sizeof peer;
   getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
   rt::set_nodelay(fd);
-  Session s(ctx, ls, loop, fd, peer);
+  Session s(ctx, ls, loop, fd, peer, role);
   co_await s.run();
 }
 
