@@ -3,6 +3,8 @@
 // The server end is the daemon's code path (start_tls as server, fill/consume/flush);
 // the client end is the same Stream in client mode, so each test runs a real handshake
 // over a socketpair with certificates made by the daemon's own self-signed generator.
+#include "mta/runtime/tls.h"
+
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
@@ -15,7 +17,6 @@
 #include "mta/runtime/ops.h"
 #include "mta/runtime/stream.h"
 #include "mta/runtime/task.h"
-#include "mta/runtime/tls.h"
 #include "mta/server/tls_setup.h"
 #include "tests/support/temp_dir.h"
 
@@ -192,16 +193,25 @@ TEST_F(TlsTest, GarbageInsteadOfClientHelloFails) {
 // STARTTLS (RFC 3207 / CVE-2011-0411): plaintext pipelined behind the STARTTLS command is
 // already in the server's buffer when the handshake starts; it must never come out of
 // input() afterwards.
+// Written with named results: GCC 12 miscompiled `if (co_await a == 0) x = co_await b;`
+// in this coroutine (the resumed frame hit a trap), so the code keeps co_await out of
+// conditions that guard another co_await.
 Task<void> starttls_server(Stream& s, SSL_CTX* ctx, Both& b, std::string& before,
                            std::string& after) {
-  while (s.input().find("INJECTED\r\n") == std::string_view::npos) {
-    if (co_await s.fill(5s, 4096) <= 0) break;
+  for (int i = 0; i < 20; ++i) {
+    if (s.input().find("INJECTED\r\n") != std::string_view::npos) break;
+    int n = co_await s.fill(5s, 4096);
+    if (n <= 0) break;
   }
   before = std::string(s.input());
   s.consume(10);  // "STARTTLS\r\n"; the injected line stays buffered
   s.write("220 go ahead\r\n");
-  co_await s.flush(5s);
-  if (co_await s.start_tls(ctx, true, 5s) == 0) after = co_await read_exactly(s, 6);
+  int f = co_await s.flush(5s);
+  EXPECT_EQ(f, 0);
+  int hs = co_await s.start_tls(ctx, true, 5s);
+  EXPECT_EQ(hs, 0);
+  std::string got = co_await read_exactly(s, 6);
+  after = got;
   b.done();
 }
 
@@ -242,7 +252,8 @@ TEST_F(TlsTest, ServerContextChecksItsFiles) {
   ASSERT_TRUE(server::make_self_signed("other.test", cert2, key2).ok());
   auto mismatch = make_server_tls(cert_, key2);
   ASSERT_FALSE(mismatch.ok());
-  EXPECT_NE(mismatch.error().message.find("does not match"), std::string::npos);
+  // BoringSSL notices while loading the key (KEY_VALUES_MISMATCH); the message names it.
+  EXPECT_NE(mismatch.error().message.find("k2.pem"), std::string::npos) << mismatch.error().message;
 }
 
 }  // namespace
