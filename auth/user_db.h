@@ -6,10 +6,12 @@
 //   meta     "schema"               -> "1"
 // An address is either one user's login address or one user's alias, never both and never
 // twice; every write checks that inside its transaction, so the alias index cannot drift.
-// It never hashes or checks passwords (password.h), never parses address syntax
-// (normalize_user_address() below does, for callers), and never decides policy.
+// It never hashes or checks passwords (password.h) and never decides policy. UserDb itself
+// only lower-cases addresses; callers check their syntax first with
+// normalize_user_address() below (ringctl and the passwd-file import do).
 //
-// Concurrency: the daemon opens it once per process. find() and find_owner() may be called
+// Concurrency: open it once per process and share the handle (LMDB: two handles on one
+// environment in one process break each other's locks). find() and find_owner() may be called
 // from several threads at once (each runs its own read transaction, MDB_NOTLS) while
 // another process (ringctl) writes: LMDB serialises writers across processes, readers see
 // the last committed state. A lookup is a few B-tree page reads from the memory map; a

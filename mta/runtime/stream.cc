@@ -118,14 +118,15 @@ Task<int> Stream::fill(Duration timeout, size_t max_buffered) {
 
 Task<int> Stream::fill_tls(Duration timeout, size_t) {
   // Plaintext always lands in the carry (the ring buffer holds ciphertext). One SSL_read
-  // yields at most one record, so the carry stays within max_buffered plus 16 KiB.
+  // yields at most one record, so the carry stays within max_buffered plus 16 KiB. It
+  // decrypts into a per-thread scratch buffer rather than a grown carry, so a session
+  // waiting for its next command keeps no 16 KiB of capacity.
+  static thread_local char scratch[kTlsReadChunk];
   SSL* ssl = tls_->ssl();
   int bid = -1;
   for (;;) {
-    size_t old = carry_.size();
-    carry_.resize(old + kTlsReadChunk);
-    int r = SSL_read(ssl, carry_.data() + old, static_cast<int>(kTlsReadChunk));
-    carry_.resize(old + static_cast<size_t>(std::max(r, 0)));
+    int r = SSL_read(ssl, scratch, static_cast<int>(sizeof scratch));
+    if (r > 0) carry_.append(scratch, static_cast<size_t>(r));
     if (bid >= 0) {
       // Decrypted while the ring buffer was still ours; keep only the unread remainder.
       tls_->keep_unread();

@@ -180,16 +180,16 @@ rt::Task<bool> Session::cmd_auth(std::string arg) {
     co_return true;
   }
 
-  // One client response: the initial response if given ("=" is an empty one), else a line
-  // after `challenge`. nullopt + keep=false: the session ends; cancelled: 501 sent.
+  // One client response: the initial response if given, else a line after `challenge`
+  // (RFC 4954 4). nullopt: the exchange is over, with `keep` false if the session must end
+  // and a 501 already sent for "*" or bad base64.
   bool keep = true;
   auto respond = [&](std::optional<std::string>& given,
                      std::string_view challenge) -> rt::Task<std::optional<std::string>> {
-    std::string text;
+    auth::ClientResponse r;
     if (given) {
-      text = std::move(*given);
+      r = auth::parse_initial_response(*given);
       given.reset();
-      if (text == "=") co_return std::string();
     } else {
       reply("334 " + std::string(challenge));
       auto line = co_await read_sasl_line();
@@ -197,20 +197,20 @@ rt::Task<bool> Session::cmd_auth(std::string arg) {
         keep = false;
         co_return std::nullopt;
       }
-      text = std::move(*line);
+      r = auth::parse_response(*line);
     }
-    if (text == "*") {
-      reply("501 5.7.0 Authentication cancelled");
-      count_error();
-      co_return std::nullopt;
+    switch (r.kind) {
+      case auth::ResponseKind::data:
+        co_return std::move(r.data);
+      case auth::ResponseKind::cancel:
+        reply("501 5.7.0 Authentication cancelled");
+        break;
+      case auth::ResponseKind::bad_base64:
+        reply("501 5.5.2 Cannot decode base64 response");
+        break;
     }
-    auto raw = auth::decode_base64(text);
-    if (!raw) {
-      reply("501 5.5.2 Cannot decode base64 response");
-      count_error();
-      co_return std::nullopt;
-    }
-    co_return std::move(*raw);
+    count_error();
+    co_return std::nullopt;
   };
 
   Verdict v;
@@ -230,13 +230,16 @@ rt::Task<bool> Session::cmd_auth(std::string arg) {
       break;
     }
     case auth::Mechanism::login: {
-      auto user = co_await respond(initial, "VXNlcm5hbWU6");  // "Username:"
+      auto user = co_await respond(initial, auth::kLoginUsernamePrompt);
       if (!user) co_return keep;
       login = *user;
       std::optional<std::string> none;
-      auto pass = co_await respond(none, "UGFzc3dvcmQ6");  // "Password:"
+      auto pass = co_await respond(none, auth::kLoginPasswordPrompt);
       if (!pass) co_return keep;
-      v = co_await check(login, *pass);
+      // The same checks as PLAIN (no NUL, UTF-8, lengths) before anything is looked up.
+      auto creds = auth::login_credentials(*user, *pass);
+      if (!creds) co_return co_await auth_failed(login, "LOGIN");
+      v = co_await check(creds->authcid, creds->password);
       if (!v.ok) co_return co_await auth_failed(login, "LOGIN");
       break;
     }
@@ -261,6 +264,7 @@ rt::Task<bool> Session::cmd_auth(std::string arg) {
       // RFC 4954 4: the server's proof goes in a last challenge; the client answers empty.
       auto ack = co_await respond(none, auth::encode_base64(*server_final));
       if (!ack) co_return keep;
+      if (!ack->empty()) co_return co_await auth_failed(login, "SCRAM-SHA-256");
       v.ok = true;
       v.address = f.user->address;
       v.owned.push_back(f.user->address);

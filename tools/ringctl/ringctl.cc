@@ -10,6 +10,7 @@
 
 #include "conf/config.h"
 #include "queue/store.h"
+#include "tools/ringctl/user_cmd.h"
 
 using namespace ringmail;
 
@@ -24,7 +25,8 @@ int usage() {
                "  queue flush             retry deferred mail now (delivery: not built yet)\n"
                "  status ID|MSGID|ADDR    every recipient's state and the delivery events\n"
                "  stats                   queue totals by recipient state\n"
-               "  user add|del|passwd|list  (users: not built yet)\n");
+               "%s",
+               ringctl::user_usage());
   return 2;
 }
 
@@ -253,10 +255,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string& cmd = args[0];
-  if (cmd == "user") {
-    std::fprintf(stderr, "ringctl: users arrive with SMTP AUTH (not built yet)\n");
-    return 2;
-  }
+  if (cmd == "user")
+    return ringctl::user_command(*cfg, std::vector<std::string>(args.begin() + 1, args.end()));
   if (cmd != "queue" && cmd != "status" && cmd != "stats") return usage();
   if (cmd == "queue" && args.size() >= 2 && args[1] == "flush") {
     std::fprintf(stderr,
