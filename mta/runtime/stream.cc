@@ -75,7 +75,10 @@ void Stream::compact_carry() {
 }
 
 Task<int> Stream::recv(Duration timeout, int& bid) {
+  cancel_requested_ = false;
   for (;;) {
+    // A cancel that raced with an -ENOBUFS completion must still end the read.
+    if (cancel_requested_) co_return -ECANCELED;
     RecvSelect op(loop_, fd_, timeout);
     pending_read_ = &op;
     int n = co_await op;
@@ -212,7 +215,9 @@ Task<int> Stream::start_tls(SSL_CTX* ctx, bool server, Duration timeout, std::st
 }
 
 void Stream::cancel_read() {
-  if (pending_read_) pending_read_->cancel();
+  if (!pending_read_) return;
+  cancel_requested_ = true;
+  pending_read_->cancel();
 }
 
 Task<void> Stream::close_tls(Duration timeout) {

@@ -89,6 +89,7 @@ class Stream {
   size_t carry_off_ = 0;
   std::string out_;
   OpBase* pending_read_ = nullptr;
+  bool cancel_requested_ = false;
   std::unique_ptr<TlsConn> tls_;
 };
 
