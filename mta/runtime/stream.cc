@@ -221,8 +221,8 @@ void Stream::cancel_read() {
 }
 
 Task<void> Stream::close_tls(Duration timeout) {
-  if (!tls_) co_return;
-  co_await flush(timeout);
+  // Only a finished handshake has a session to close; after a failed one the alert is sent.
+  if (!tls_ || !SSL_is_init_finished(tls_->ssl())) co_return;
   SSL_shutdown(tls_->ssl());
   co_await send_all(tls_->out(), timeout);
 }

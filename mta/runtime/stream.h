@@ -67,7 +67,7 @@ class Stream {
   // After a failure the Stream is unusable.
   Task<int> start_tls(SSL_CTX* ctx, bool server, Duration timeout, std::string_view sni = {});
   const TlsConn* tls() const { return tls_.get(); }
-  // Sends a close_notify alert (best effort, before the socket closes).
+  // Sends a close_notify alert (best effort, before the socket closes; flush() first).
   Task<void> close_tls(Duration timeout);
 
  private:

@@ -154,7 +154,7 @@ Result<MailFrom> parse_mail_from(std::string_view arg) {
   std::string_view k, v;
   bool hv;
   bool seen_size = false, seen_body = false, seen_ret = false, seen_envid = false,
-       seen_utf8 = false;
+       seen_utf8 = false, seen_auth = false;
   while (params.next(k, v, hv)) {
     if (!valid_keyword(k) || (hv && !valid_value(v)))
       return err(501, "5.5.4 Bad MAIL parameter syntax");
@@ -193,6 +193,15 @@ Result<MailFrom> parse_mail_from(std::string_view arg) {
       if (!hv || v.size() > 100 || !valid_xtext(v))
         return err(501, "5.5.4 Bad ENVID parameter value");
       m.envid = std::string(v);
+    } else if (iequals(k, "AUTH")) {
+      // RFC 4954 5: a server that offers AUTH must accept the parameter. Its value is only
+      // ever trusted from an authenticated relay, which we are not: it is checked, kept
+      // for the record, and never passed on.
+      if (seen_auth) return err(501, "5.5.4 Duplicate AUTH parameter");
+      seen_auth = true;
+      if (!hv || v.size() > 500 || (v != "<>" && !valid_xtext(v)))
+        return err(501, "5.5.4 Bad AUTH parameter value");
+      m.auth = std::string(v);
     } else {
       return err(555, "5.5.4 Unsupported MAIL parameter: " + std::string(k.substr(0, 32)));
     }

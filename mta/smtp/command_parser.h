@@ -48,6 +48,7 @@ struct MailFrom {
   bool smtputf8 = false;
   queue::Ret ret = queue::Ret::unspecified;
   std::string envid;
+  std::string auth;  // RFC 4954 AUTH= value ("<>" or xtext), informational only
 };
 
 struct RcptTo {

@@ -37,7 +37,7 @@ void Session::cmd_mail(std::string_view arg) {
     return;
   }
   bool has_params = m->size || m->body != queue::BodyType::unspecified || m->smtputf8 ||
-                    m->ret != queue::Ret::unspecified || !m->envid.empty();
+                    !m->auth.empty() || m->ret != queue::Ret::unspecified || !m->envid.empty();
   if (has_params && !esmtp_) {
     // Parameters are ESMTP: a client that said HELO was not offered any.
     reply("555 5.5.4 MAIL parameters need EHLO");

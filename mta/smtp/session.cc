@@ -297,6 +297,9 @@ rt::Task<void> Session::run() {
     }
   }
   co_await stream_.flush(send_timeout);
+  // Clients that insist on a close_notify (OpenSSL 3 reports "unexpected EOF" without one)
+  // get it.
+  co_await stream_.close_tls(send_timeout);
 }
 
 void Session::cmd_ehlo(std::string_view arg, bool extended) {

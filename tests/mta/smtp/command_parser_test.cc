@@ -191,6 +191,18 @@ TEST(ParseMailFrom, Ret) {
     EXPECT_EQ(code_of(parse_mail_from(a)), 501) << a;
 }
 
+TEST(ParseMailFrom, AuthParameter) {
+  // RFC 4954 5: accepted (a server offering AUTH must), checked, never trusted.
+  EXPECT_EQ(mail_ok("FROM:<a@b.example> AUTH=<>").auth, "<>");
+  EXPECT_EQ(mail_ok("FROM:<a@b.example> AUTH=alice+40example.test").auth, "alice+40example.test");
+  EXPECT_EQ(mail_ok("FROM:<a@b.example> auth=<>").auth, "<>");
+  const std::vector<std::string> bad = {
+      "FROM:<a@b.example> AUTH", "FROM:<a@b.example> AUTH=", "FROM:<a@b.example> AUTH=a+zz",
+      "FROM:<a@b.example> AUTH=<> AUTH=<>", "FROM:<a@b.example> AUTH=" + std::string(501, 'x')};
+  for (const std::string& a : bad)
+    EXPECT_EQ(code_of(parse_mail_from(a)), 501) << a;
+}
+
 TEST(ParseMailFrom, Envid) {
   EXPECT_EQ(mail_ok("FROM:<a@b.example> ENVID=QQ314159").envid, "QQ314159");
   // xtext: "+" followed by two upper-case hex digits encodes one octet; kept as received.
@@ -230,7 +242,7 @@ TEST(ParseMailFrom, DuplicateParametersAre501) {
 }
 
 TEST(ParseMailFrom, UnknownParameterIs555) {
-  for (const char* a : {"FROM:<a@b.example> FOO=bar", "FROM:<a@b.example> AUTH=<>",
+  for (const char* a : {"FROM:<a@b.example> FOO=bar", "FROM:<a@b.example> XAUTH=<>",
                         "FROM:<a@b.example> SIZE=1 X-TRACE", "FROM:<a@b.example> BY=100;R",
                         "FROM:<a@b.example> MT-PRIORITY=3"}) {
     auto r = parse_mail_from(a);
