@@ -261,7 +261,8 @@ class Loader {
     out = static_cast<T>(v);
   }
 
-  void read_duration(const toml::node& n, const std::string& path, Seconds& out) {
+  void read_duration(const toml::node& n, const std::string& path, Seconds& out,
+                     bool allow_zero = false) {
     Seconds v{};
     if (const auto* i = n.as_integer()) {
       Result<Seconds> r = parse_duration(std::to_string(i->get()));
@@ -285,7 +286,7 @@ class Loader {
               type_name(n.type()));
       return;
     }
-    if (v.count() == 0) {
+    if (v.count() == 0 && !allow_zero) {
       add(n, path, "must be greater than zero");
       return;
     }
@@ -447,7 +448,12 @@ void Loader::load(const toml::table& root, Config& c) {
             [&](const toml::node& v, const std::string& kp) {
               read_uint(v, kp, 1, kAny, a.max_failures, {});
             }},
-           d("failure_window", a.failure_window), d("failure_delay", a.failure_delay),
+           d("failure_window", a.failure_window),
+           // "0s" is allowed here: no delay (the 421 after max_failures still applies).
+           {"failure_delay",
+            [&](const toml::node& v, const std::string& kp) {
+              read_duration(v, kp, a.failure_delay, /*allow_zero=*/true);
+            }},
            {"hash_threads", [&](const toml::node& v, const std::string& kp) {
               read_uint(v, kp, 1, 64, a.hash_threads, {});
             }}});

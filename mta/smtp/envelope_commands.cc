@@ -56,6 +56,7 @@ void Session::cmd_mail(std::string_view arg) {
   env_.smtputf8 = m->smtputf8;
   env_.ret = m->ret;
   env_.envid = std::move(m->envid);
+  env_.auth_user = auth_user_;  // who submitted it, for the record (ringctl queue show)
   reply("250 2.1.0 Ok");
 }
 

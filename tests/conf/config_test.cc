@@ -656,3 +656,38 @@ TEST(ConfigTest, ProtocolNamesRoundTrip) {
 
 }  // namespace
 }  // namespace ringmail::conf
+
+namespace ringmail::conf {
+namespace {
+
+TEST(ConfigAuthTest, DefaultsAreSafe) {
+  Config c = must_load("");
+  EXPECT_FALSE(c.auth.allow_plaintext);
+  EXPECT_TRUE(c.auth.sender_ownership);
+  EXPECT_EQ(c.auth.max_failures, 5u);
+  EXPECT_EQ(c.auth.failure_window, Seconds(900));
+  EXPECT_EQ(c.auth.failure_delay, Seconds(1));
+  EXPECT_EQ(c.auth.hash_threads, 2u);
+}
+
+TEST(ConfigAuthTest, KeysAndLimits) {
+  Config c = must_load(
+      "[auth]\nsender_ownership = false\nmax_failures = 3\nfailure_window = \"1h\"\n"
+      "failure_delay = \"0s\"\nhash_threads = 4\n");
+  EXPECT_FALSE(c.auth.sender_ownership);
+  EXPECT_EQ(c.auth.max_failures, 3u);
+  EXPECT_EQ(c.auth.failure_window, Seconds(3600));
+  EXPECT_EQ(c.auth.failure_delay, Seconds(0)) << "0s turns the delay off";
+  EXPECT_EQ(c.auth.hash_threads, 4u);
+  EXPECT_EQ(errors("[auth]\nmax_failures = 0\n"),
+            "t.toml:2:16: auth.max_failures: must be between 1 and 4294967295, got 0");
+  EXPECT_EQ(errors("[auth]\nfailure_window = \"0s\"\n"),
+            "t.toml:2:18: auth.failure_window: must be greater than zero");
+  EXPECT_EQ(errors("[auth]\nhash_threads = 65\n"),
+            "t.toml:2:16: auth.hash_threads: must be between 1 and 64, got 65");
+  EXPECT_EQ(errors("[auth]\nmax_failure = 3\n"),
+            "t.toml:2:1: unknown key 'max_failure' in [auth]");
+}
+
+}  // namespace
+}  // namespace ringmail::conf

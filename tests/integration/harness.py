@@ -10,6 +10,14 @@ are only upper limits: nothing here asserts how fast anything is.
             c.expect(220)
             r = c.cmd("EHLO client.test")
 
+TLS and AUTH (test_tls.py, test_auth.py, test_relay_policy.py):
+
+    with Daemon(submission=True, submissions=True, auth={"failure_delay": "0s"}) as d:
+        d.add_user("alice@example.test", "secret", aliases=["al@example.test"])
+        c = d.connect(port=d.submission_port)   # plaintext, then c.starttls()
+        c = d.connect_tls()                      # implicit TLS on the submissions port
+        c.cmd("AUTH PLAIN " + plain_ir("alice@example.test", "secret"), expect=235)
+
 Environment:
     RINGMAIL_BIN            directory holding ringmaild and ringctl (ctest sets it);
                             default: <repo>/build/bin
@@ -24,6 +32,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -94,10 +103,18 @@ class Daemon:
 
     Keyword arguments other than the named ones become [limits] keys, e.g.
     Daemon(max_recipients=100, command_timeout="2s").
+
+    The smtp listener (self.port) is always there. submission=True / submissions=True add
+    those listeners, each on its own free port (self.submission_port,
+    self.submissions_port). auth={...} becomes the [auth] table (allow_plaintext,
+    max_failures, failure_window, failure_delay, sender_ownership, ...). tls_cert/tls_key
+    become [tls] cert/key; without them the daemon makes a self-signed certificate under
+    <data_dir>/tls/ on first start.
     """
 
     def __init__(self, trusted_networks=(), local_domains=(LOCAL_DOMAIN,), hostname=HOSTNAME,
-                 threads=2, data_dir=None, extra_toml="", **limits):
+                 threads=2, data_dir=None, extra_toml="", submission=False, submissions=False,
+                 auth=None, tls_cert=None, tls_key=None, **limits):
         if not os.path.exists(RINGMAILD):
             raise unittest.SkipTest(f"ringmaild not built: {RINGMAILD} is missing")
         self.trusted_networks = list(trusted_networks)
@@ -111,6 +128,13 @@ class Daemon:
         self.config_path = os.path.join(self.tmp, "ringmail.toml")
         self.host = "127.0.0.1"
         self.port = 0
+        self.submission = submission
+        self.submissions = submissions
+        self.submission_port = 0
+        self.submissions_port = 0
+        self.auth = dict(auth or {})
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
         self.proc: subprocess.Popen | None = None
         self._stderr_file = None
         self.stderr_path = None
@@ -130,11 +154,32 @@ class Daemon:
             f"address = {_toml_value(f'{self.host}:{self.port}')}",
             'protocol = "smtp"',
             "",
+        ]
+        for enabled, port, proto in ((self.submission, self.submission_port, "submission"),
+                                     (self.submissions, self.submissions_port, "submissions")):
+            if enabled:
+                lines += ["[[listen]]",
+                          f"address = {_toml_value(f'{self.host}:{port}')}",
+                          f"protocol = {_toml_value(proto)}",
+                          ""]
+        lines += [
             "[relay]",
             f"local_domains = {_toml_value(self.local_domains)}",
             f"trusted_networks = {_toml_value(self.trusted_networks)}",
             "",
         ]
+        if self.tls_cert or self.tls_key:
+            lines.append("[tls]")
+            if self.tls_cert:
+                lines.append(f"cert = {_toml_value(self.tls_cert)}")
+            if self.tls_key:
+                lines.append(f"key = {_toml_value(self.tls_key)}")
+            lines.append("")
+        if self.auth:
+            lines.append("[auth]")
+            for k, v in self.auth.items():
+                lines.append(f"{k} = {_toml_value(v)}")
+            lines.append("")
         if self.limits:
             lines.append("[limits]")
             for k, v in self.limits.items():
@@ -155,7 +200,7 @@ class Daemon:
         attempts = 5
         for attempt in range(attempts):
             if not keep_port or not self.port or attempt > 0:
-                self.port = free_port(self.host)
+                self._pick_ports()
             self.write_config()
             self._runs += 1
             self.stderr_path = os.path.join(self.tmp, f"stderr.{self._runs}.log")
@@ -178,6 +223,22 @@ class Daemon:
                 continue  # another test took the port between probe and bind
             raise DaemonError(f"ringmaild did not start ({why}); stderr:\n{text}")
         raise DaemonError("ringmaild did not start: no free port")
+
+    def _pick_ports(self):
+        """Distinct free ports for every listener (bound at once so they differ)."""
+        socks = []
+        try:
+            for _ in range(1 + bool(self.submission) + bool(self.submissions)):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind((self.host, 0))
+            ports = [s.getsockname()[1] for s in socks]
+        finally:
+            for s in socks:
+                s.close()
+        self.port = ports.pop(0)
+        self.submission_port = ports.pop(0) if self.submission else 0
+        self.submissions_port = ports.pop(0) if self.submissions else 0
 
     def _wait_ready(self, timeout: float):
         deadline = time.monotonic() + timeout
@@ -325,8 +386,21 @@ class Daemon:
         return False
 
     # --- clients --------------------------------------------------------------------
-    def connect(self, source: str | None = None, timeout: float | None = None) -> "SmtpConn":
-        return SmtpConn(self.host, self.port, source=source, timeout=timeout)
+    def connect(self, source: str | None = None, timeout: float | None = None,
+                port: int | None = None) -> "SmtpConn":
+        return SmtpConn(self.host, port or self.port, source=source, timeout=timeout)
+
+    def connect_tls(self, port: int | None = None, source: str | None = None,
+                    context: ssl.SSLContext | None = None,
+                    timeout: float | None = None) -> "SmtpConn":
+        """Implicit TLS (submissions): the handshake comes before the 220 greeting."""
+        c = SmtpConn(self.host, port or self.submissions_port, source=source, timeout=timeout)
+        try:
+            c.wrap_tls(context)
+        except BaseException:
+            c.close()
+            raise
+        return c
 
     def session(self, ehlo: str = "client.test", source: str | None = None) -> "SmtpConn":
         """Connected, greeted and EHLO'd."""
@@ -336,9 +410,24 @@ class Daemon:
         return c
 
     # --- ringctl --------------------------------------------------------------------
-    def ringctl(self, *args, timeout: float | None = None) -> subprocess.CompletedProcess:
+    def ringctl(self, *args, timeout: float | None = None,
+                input: bytes | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([RINGCTL, "-c", self.config_path, *args], capture_output=True,
+                              input=input if input is not None else b"",
                               timeout=timeout if timeout is not None else t(60))
+
+    def add_user(self, address: str, password: str, aliases=(), disabled: bool = False) -> None:
+        """`ringctl -c CONFIG user add ADDRESS [--alias A]... [--disabled]`, password on
+        stdin (first line)."""
+        args = ["user", "add", address]
+        for a in aliases:
+            args += ["--alias", a]
+        if disabled:
+            args.append("--disabled")
+        r = self.ringctl(*args, input=(password + "\n").encode("utf-8"))
+        if r.returncode != 0:
+            raise AssertionError(f"ringctl {' '.join(args)} failed ({r.returncode}): "
+                                 f"stdout={r.stdout[:500]!r} stderr={r.stderr[:500]!r}")
 
 
 # --- ringctl availability -------------------------------------------------------------
@@ -429,6 +518,19 @@ def split_received(message: bytes) -> tuple[bytes, bytes]:
             return message[:pos], message[pos:]
 
 
+# --- TLS -------------------------------------------------------------------------------
+def client_ssl_context(minimum=ssl.TLSVersion.TLSv1_2, maximum=None) -> ssl.SSLContext:
+    """A client context for the daemon's (self-signed) certificate: no verification,
+    TLS 1.2 at least."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = minimum
+    if maximum is not None:
+        ctx.maximum_version = maximum
+    return ctx
+
+
 # --- raw SMTP client ------------------------------------------------------------------
 class Reply:
     def __init__(self, code: int, lines: list[str]):
@@ -498,12 +600,37 @@ class SmtpConn:
         self.sock.settimeout(timeout)
         try:
             chunk = self.sock.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             chunk = b""
         if not chunk:
             self.eof = True
             raise ConnectionClosed("connection closed by server; unread: " + repr(self.buf[:200]))
         self.buf += chunk
+
+    @property
+    def tls(self) -> bool:
+        return isinstance(self.sock, ssl.SSLSocket)
+
+    def wrap_tls(self, context: ssl.SSLContext | None = None, timeout: float | None = None):
+        """TLS handshake on this connection now (after STARTTLS's 220, or at once for
+        implicit TLS). Plaintext already received and not yet read is an error: the
+        server must not send anything between its 220 and the handshake."""
+        if self.buf:
+            raise AssertionError(f"plaintext after the 220 / before the handshake: "
+                                 f"{self.buf[:200]!r}")
+        ctx = context or client_ssl_context()
+        self.sock.settimeout(timeout if timeout is not None else self.timeout)
+        self.sock = ctx.wrap_socket(self.sock, server_side=False, do_handshake_on_connect=True)
+        self.sock.settimeout(self.timeout)
+        self.eof = False
+
+    def starttls(self, context: ssl.SSLContext | None = None) -> Reply:
+        """STARTTLS, expect `220`, then the handshake. Returns the 220 reply."""
+        r = self.cmd("STARTTLS")
+        if r.code != 220:
+            raise AssertionError(f"STARTTLS: expected 220, got {r!r}")
+        self.wrap_tls(context)
+        return r
 
     def read_line(self, timeout: float | None = None) -> bytes:
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
@@ -639,3 +766,34 @@ class DaemonTestCase(ReplyAsserts):
         c = self.daemon.session(ehlo)
         self.conns.append(c)
         return c
+
+
+# --- AUTH helpers ------------------------------------------------------------------------
+def b64(data: bytes | str) -> str:
+    import base64
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    import base64
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def plain_ir(user: str, password: str, authzid: str = "") -> str:
+    """The base64 PLAIN message (RFC 4616): authzid NUL authcid NUL password."""
+    return b64(f"{authzid}\0{user}\0{password}")
+
+
+# --- swaks --------------------------------------------------------------------------------
+SWAKS = shutil.which("swaks")
+
+
+def swaks(*args, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run swaks (skips the calling test when it is not installed). Exit codes: 0 ok,
+    2 connect, 24 RCPT refused, 28 AUTH failed, 29 TLS failed (swaks(1))."""
+    if not SWAKS:
+        raise unittest.SkipTest("swaks is not installed")
+    return subprocess.run([SWAKS, *args], capture_output=True, stdin=subprocess.DEVNULL,
+                          timeout=timeout if timeout is not None else t(60))

@@ -36,9 +36,10 @@ class SmtpBasic(harness.DaemonTestCase):
         c.expect(220)
         r = c.cmd("EHLO client.test", expect=250)
         self.assertTrue(r.lines[0].startswith(HOSTNAME), r)
+        # STARTTLS last (the connection is not TLS yet); no AUTH before TLS by default
         self.assertEqual(r.lines[1:], [
             "PIPELINING", f"SIZE {MAX_SIZE}", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8",
-            "DSN", "CHUNKING"])
+            "DSN", "CHUNKING", "STARTTLS"])
 
     def test_helo(self):
         c = self.conn()
