@@ -68,6 +68,7 @@ struct Config {
     Seconds failure_window{900};   // then 421 and AUTH refused until the window has passed
     Seconds failure_delay{1};      // reply to the n-th failure delayed n x this (max 5x)
     uint32_t hash_threads = 2;     // worker threads for password hashing (never a loop thread)
+    Seconds cache_ttl{300};        // verified logins remembered this long; 0 = no cache
   } auth;
 
   struct Limits {

@@ -454,8 +454,12 @@ void Loader::load(const toml::table& root, Config& c) {
             [&](const toml::node& v, const std::string& kp) {
               read_duration(v, kp, a.failure_delay, /*allow_zero=*/true);
             }},
-           {"hash_threads", [&](const toml::node& v, const std::string& kp) {
+           {"hash_threads",
+            [&](const toml::node& v, const std::string& kp) {
               read_uint(v, kp, 1, 64, a.hash_threads, {});
+            }},
+           {"cache_ttl", [&](const toml::node& v, const std::string& kp) {
+              read_duration(v, kp, a.cache_ttl, /*allow_zero=*/true);
             }}});
   };
 

@@ -287,6 +287,7 @@ std::string describe(const Config& c) {
   line("failure_window", dur(c.auth.failure_window));
   line("failure_delay", dur(c.auth.failure_delay));
   line("hash_threads", num(c.auth.hash_threads));
+  line("cache_ttl", dur(c.auth.cache_ttl));
 
   const auto& m = c.limits;
   o += "\n[limits]\n";

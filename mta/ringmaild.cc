@@ -13,6 +13,7 @@
 
 #include "auth/auth_throttle.h"
 #include "auth/user_db.h"
+#include "auth/verified_cache.h"
 #include "conf/config.h"
 #include "mta/runtime/worker_pool.h"
 #include "mta/server/server.h"
@@ -126,7 +127,9 @@ int main(int argc, char** argv) {
   }
   rt::WorkerPool hash_pool(config.auth.hash_threads);
   auth::AuthThrottle throttle(config.auth.max_failures, config.auth.failure_window);
-  server::Server srv(config, committer, smtp::AuthServices{users->get(), &hash_pool, &throttle});
+  auth::VerifiedCache verified(config.auth.cache_ttl);
+  server::Server srv(config, committer,
+                     smtp::AuthServices{users->get(), &hash_pool, &throttle, &verified});
   if (auto s = srv.start(); !s) {
     std::fprintf(stderr, "ringmaild: %s\n", s.error().message.c_str());
     return 1;

@@ -11,8 +11,6 @@ namespace ringmail::queue {
 namespace {
 // One transaction holds at most this much, so a burst of large messages still commits
 // in bounded steps and the first of them is not kept waiting for the last.
-constexpr size_t kMaxBatchBytes = 64u << 20;
-constexpr size_t kMaxBatchCount = 4096;
 
 MpscNode g_stop_marker;
 
@@ -49,7 +47,8 @@ std::string CommitStats::summary() const {
   return s;
 }
 
-Committer::Committer(Store& store) : store_(store), thread_([this] { run(); }) {}
+Committer::Committer(Store& store, Limits limits)
+    : store_(store), limits_(limits), thread_([this] { run(); }) {}
 
 Committer::~Committer() {
   stop();
@@ -85,7 +84,7 @@ void Committer::run() {
         auto* r = static_cast<EnqueueRequest*>(n);
         batch.push_back(r);
         batch_bytes += r->body.size();
-        if (batch.size() >= kMaxBatchCount || batch_bytes >= kMaxBatchBytes) {
+        if (batch.size() >= limits_.max_batch_count || batch_bytes >= limits_.max_batch_bytes) {
           commit_batch(batch);
           batch_bytes = 0;
         }

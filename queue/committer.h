@@ -53,7 +53,14 @@ struct CommitStats {
 
 class Committer {
  public:
-  explicit Committer(Store& store);
+  // Bounds on one transaction: a burst commits in steps, and the first message of it is
+  // not kept waiting for the last.
+  struct Limits {
+    size_t max_batch_count = 4096;
+    size_t max_batch_bytes = 64u << 20;
+  };
+  explicit Committer(Store& store) : Committer(store, Limits{}) {}
+  Committer(Store& store, Limits limits);
   ~Committer();
   Committer(const Committer&) = delete;
   Committer& operator=(const Committer&) = delete;
@@ -73,6 +80,7 @@ class Committer {
   void log_received(const std::vector<EnqueueRequest*>& committed);
 
   Store& store_;
+  Limits limits_;
   MpscStack inbox_;
   std::atomic<bool> stopping_{false};
   bool broken_ = false;  // a commit failed: refuse writes

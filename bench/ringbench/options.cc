@@ -73,6 +73,14 @@ Result<ClientOptions> parse_client_options(int argc, char** argv) {
       o.bdat = true;
       continue;
     }
+    if (f == "--starttls") {
+      o.starttls = true;
+      continue;
+    }
+    if (f == "--tls-on-connect") {
+      o.tls_on_connect = true;
+      continue;
+    }
     if (!f.starts_with("--")) return bad(f, "unexpected argument");
     if (!a.value(v)) return bad(f, "needs a value");
     bool ok = true;
@@ -102,7 +110,16 @@ Result<ClientOptions> parse_client_options(int argc, char** argv) {
       ok = to_number<unsigned>(v, 1, 86400, o.io_timeout_seconds);
     else if (f == "--retries")
       ok = to_number<unsigned>(v, 0, 1000, o.max_retries);
-    else
+    else if (f == "--auth") {
+      size_t colon = v.find(':');
+      ok = colon != std::string_view::npos && colon > 0 &&
+           v.find_first_of("\r\n", 0) == std::string_view::npos;
+      if (ok) {
+        o.auth_user = std::string(v.substr(0, colon));
+        o.auth_password = std::string(v.substr(colon + 1));
+      }
+      if (!ok) return bad(f, "USER:PASSWORD (a non-empty user, no line breaks)");
+    } else
       return bad(f, "unknown option");
     if (!ok) return bad(f, "bad value '" + std::string(v) + "'");
   }
@@ -110,6 +127,8 @@ Result<ClientOptions> parse_client_options(int argc, char** argv) {
   if (o.from.find_first_of("<> \r\n") != std::string::npos || o.to.empty() ||
       o.to.find_first_of("<> \r\n") != std::string::npos)
     return bad("--from/--to", "a bare address without <>, spaces or line breaks");
+  if (o.starttls && o.tls_on_connect)
+    return bad("--starttls/--tls-on-connect", "one or the other, not both");
   if (o.threads == 0) {
     // One loop keeps up with a handful of connections; beyond that a second core helps,
     // but the client shares the machine with the server under test, so at most two.
@@ -165,11 +184,14 @@ void print_usage() {
       "            [--per-connection M] [--pipelining] [--bdat] [--from a@bench.test]\n"
       "            [--to rcpt@bench.test] [--threads T] [--timeout-seconds S]\n"
       "            [--io-timeout-seconds S] [--retries R] [--helo NAME]\n"
+      "            [--starttls | --tls-on-connect] [--auth USER:PASSWORD]\n"
       "  ringbench sink --port P [--address 127.0.0.1] [--threads T] [--fsync] [--fsync-dir D]\n"
       "                 [--buffers N] [--buffer-size BYTES]\n"
       "\n"
       "load generator: N messages (default 1000) over C connections (default 10), BYTES of\n"
       "content each (default 1024), M per connection before QUIT and reconnect (0 = all).\n"
+      "--starttls / --tls-on-connect: every connection does a full TLS handshake (no\n"
+      "resumption, no certificate check); --auth: AUTH PLAIN on every connection.\n"
       "Last line: RESULT messages= errors= seconds= msgs_per_sec= mb_per_sec= p50_ms= p99_ms=\n"
       "sink: accepts and discards mail; SIGTERM/SIGINT print 'SINK messages=N' and exit 0.\n");
 }

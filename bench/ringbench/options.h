@@ -27,6 +27,12 @@ struct ClientOptions {
   unsigned timeout_seconds = 300;    // the whole run
   unsigned io_timeout_seconds = 60;  // one read or write
   unsigned max_retries = 10;         // consecutive connection failures per connection slot
+  bool starttls = false;             // EHLO, STARTTLS, handshake, EHLO again (RFC 3207)
+  bool tls_on_connect = false;       // implicit TLS from the first byte (RFC 8314, port 465)
+  std::string auth_user;             // --auth USER:PASSWORD: AUTH PLAIN (RFC 4954, 4616)
+  std::string auth_password;         //   on every connection, before the first MAIL
+  bool auth() const { return !auth_user.empty(); }
+  bool tls() const { return starttls || tls_on_connect; }
 };
 
 struct SinkOptions {

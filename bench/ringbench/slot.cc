@@ -111,6 +111,19 @@ int Slot::parse_replies(int* codes, int n, Caps* caps) {
         caps->chunking = true;
       else if (ascii_iequal(kw, "SIZE"))
         caps->size = true;
+      else if (ascii_iequal(kw, "STARTTLS"))
+        caps->starttls = true;
+      else if (ascii_iequal(kw, "AUTH")) {
+        // RFC 4954: "AUTH" then the mechanisms, space separated.
+        std::string_view mechs = line.substr(4 + kw.size());
+        while (!mechs.empty()) {
+          size_t sp = mechs.find(' ');
+          std::string_view m = mechs.substr(0, sp);
+          if (ascii_iequal(m, "PLAIN")) caps->auth_plain = true;
+          if (sp == std::string_view::npos) break;
+          mechs.remove_prefix(sp + 1);
+        }
+      }
     }
     if (sep == ' ') codes[got++] = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
   }
@@ -175,7 +188,62 @@ void Slot::plan() {
   body.what[0] = "end of data";
 }
 
+rt::Task<int> Slot::send(std::string_view bytes) {
+  if (stream_->tls()) {
+    // In pieces, so the server decrypts one while we encrypt the next (one flush of a
+    // 2 MB message would encrypt all of it before the first byte leaves).
+    constexpr size_t kPiece = 64 * 1024;
+    for (size_t off = 0; off < bytes.size(); off += kPiece) {
+      stream_->write(bytes.substr(off, kPiece));
+      int r = co_await stream_->flush(timeout());
+      if (r < 0) co_return r;
+    }
+    co_return 0;
+  }
+  SendAll op(loop_, fd(), bytes, timeout());
+  co_return co_await op;
+}
+
+rt::Task<int> Slot::command(std::string_view bytes, int& code, Caps* caps) {
+  int r = co_await send(bytes);
+  if (r == 0) r = co_await replies(&code, 1, caps);
+  co_return r;
+}
+
+void Slot::abort_run(const char* why) {
+  if (!run_.abort.exchange(true)) std::fprintf(stderr, "ringbench: %s\n", why);
+}
+
+// A full TLS handshake as client (no session resumption: the context keeps no client
+// sessions), timed from the first ClientHello byte to the handshake's end.
+rt::Task<bool> Slot::handshake() {
+  const auto t0 = rt::Clock::now();
+  int r = co_await stream_->start_tls(run_.tls.get(), false, timeout());
+  if (r < 0) {
+    if (run_.reported.fetch_add(1, std::memory_order_relaxed) < kMaxReports) {
+      const rt::TlsConn* t = stream_->tls();
+      std::fprintf(stderr, "ringbench: connection %u: TLS handshake: %s%s%s\n", id_, describe(r),
+                   t && !t->error().empty() ? ": " : "", t ? t->error().c_str() : "");
+    }
+    co_return false;
+  }
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(rt::Clock::now() - t0).count();
+  c_.handshake_us.push_back(static_cast<uint32_t>(std::min<int64_t>(us, UINT32_MAX)));
+  if (c_.tls_params.empty()) {
+    const rt::TlsConn* t = stream_->tls();
+    SSL* ssl = t->ssl();
+    const char* group = SSL_get_curve_name(SSL_get_curve_id(ssl));
+    uint16_t sig = SSL_get_peer_signature_algorithm(ssl);
+    const char* sig_name = sig ? SSL_get_signature_algorithm_name(sig, 1) : nullptr;
+    c_.tls_params = std::string(t->version()) + " " + std::string(t->cipher()) + ", key exchange " +
+                    (group ? group : "?") + ", server signature " + (sig_name ? sig_name : "?") +
+                    (SSL_session_reused(ssl) ? ", resumed" : ", full handshake");
+  }
+  co_return true;
+}
+
 rt::Task<bool> Slot::open() {
+  const auto t_start = rt::Clock::now();
   int fd = ::socket(run_.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     report("socket", -errno);
@@ -191,6 +259,10 @@ rt::Task<bool> Slot::open() {
     co_return false;
   }
   stream_.emplace(loop_, fd);
+  if (run_.opt.tls_on_connect && !co_await handshake()) {
+    stream_.reset();
+    co_return false;
+  }
   int code = 0;
   r = co_await replies(&code, 1, nullptr);
   if (r < 0 || code != 220) {
@@ -198,18 +270,68 @@ rt::Task<bool> Slot::open() {
     stream_.reset();
     co_return false;
   }
-  SendAll ehlo(loop_, fd, run_.ehlo, timeout());
-  r = co_await ehlo;
   Caps caps;
-  if (r == 0) r = co_await replies(&code, 1, &caps);
+  r = co_await command(run_.ehlo, code, &caps);
   if (r < 0 || !expected(code, 2)) {
     report("EHLO", r < 0 ? r : code);
     stream_.reset();
     co_return false;
   }
+  if (run_.opt.starttls) {
+    // RFC 3207: STARTTLS, 220, handshake, and EHLO again (what was said before is void).
+    if (!caps.starttls) {
+      abort_run("--starttls, but the server does not offer STARTTLS");
+      stream_.reset();
+      co_return false;
+    }
+    r = co_await command("STARTTLS\r\n", code, nullptr);
+    if (r < 0 || code != 220) {
+      report("STARTTLS", r < 0 ? r : code);
+      stream_.reset();
+      co_return false;
+    }
+    if (!co_await handshake()) {
+      stream_.reset();
+      co_return false;
+    }
+    caps = Caps{};
+    r = co_await command(run_.ehlo, code, &caps);
+    if (r < 0 || !expected(code, 2)) {
+      report("EHLO after STARTTLS", r < 0 ? r : code);
+      stream_.reset();
+      co_return false;
+    }
+  }
+  if (run_.opt.auth()) {
+    // RFC 4954 with the initial response (RFC 4616 PLAIN): one round trip.
+    if (!caps.auth_plain) {
+      abort_run(stream_->tls() ? "--auth, but the server does not offer AUTH PLAIN"
+                               : "--auth, but the server does not offer AUTH PLAIN without TLS "
+                                 "(add --starttls or --tls-on-connect)");
+      stream_.reset();
+      co_return false;
+    }
+    const auto t0 = rt::Clock::now();
+    r = co_await command(run_.auth, code, nullptr);
+    if (r < 0) {
+      report("AUTH", r);
+      stream_.reset();
+      co_return false;
+    }
+    if (code != 235) {
+      // Wrong credentials do not get better by retrying (and servers throttle repeated
+      // failures): the run stops here.
+      report("AUTH", code);
+      abort_run(code / 100 == 5 ? "AUTH refused: check --auth USER:PASSWORD (run stopped)"
+                                : "AUTH failed (run stopped)");
+      stream_.reset();
+      co_return false;
+    }
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(rt::Clock::now() - t0).count();
+    c_.auth_us.push_back(static_cast<uint32_t>(std::min<int64_t>(us, UINT32_MAX)));
+  }
   if (run_.opt.bdat && !caps.chunking) {
-    if (!run_.abort.exchange(true))
-      std::fprintf(stderr, "ringbench: --bdat, but the server does not offer CHUNKING\n");
+    abort_run("--bdat, but the server does not offer CHUNKING");
     stream_.reset();
     co_return false;
   }
@@ -228,6 +350,9 @@ rt::Task<bool> Slot::open() {
   }
   caps_ = caps;
   ++c_.connects;
+  auto us =
+      std::chrono::duration_cast<std::chrono::microseconds>(rt::Clock::now() - t_start).count();
+  c_.setup_us.push_back(static_cast<uint32_t>(std::min<int64_t>(us, UINT32_MAX)));
   co_return true;
 }
 
@@ -261,8 +386,13 @@ rt::Task<Slot::Outcome> Slot::deliver(uint64_t& seq, bool& have) {
     bool ok = true;
     for (int i = 0; i < nsteps_ && ok; ++i) {
       const Exchange& e = steps_[i];
-      SendAll send(loop_, fd(), e.bytes, timeout());
-      int r = co_await send;
+      int r;
+      if (stream_->tls()) {
+        r = co_await send(e.bytes);  // encrypted: through the Stream, in 64 KiB pieces
+      } else {
+        SendAll op(loop_, fd(), e.bytes, timeout());
+        r = co_await op;
+      }
       int got = 0;
       while (r == 0) {
         got += parse_replies(codes + got, e.replies - got, nullptr);
@@ -285,8 +415,7 @@ rt::Task<Slot::Outcome> Slot::deliver(uint64_t& seq, bool& have) {
       }
       if (!ok && go_ahead) {
         // Send the content anyway (the server waits for it), then fail the message.
-        SendAll body(loop_, fd(), steps_[nsteps_ - 1].bytes, timeout());
-        r = co_await body;
+        r = co_await send(steps_[nsteps_ - 1].bytes);
         if (r == 0) r = co_await replies(codes, 1, nullptr);
         if (r < 0) co_return lost(r, "end of data", seq, have);
       }
@@ -301,8 +430,7 @@ rt::Task<Slot::Outcome> Slot::deliver(uint64_t& seq, bool& have) {
       ++c_.failed;
       ++c_.rejected;
       // Whatever part of the transaction the server still holds, start the next one clean.
-      SendAll rset(loop_, fd(), "RSET\r\n", timeout());
-      int r = co_await rset;
+      int r = co_await send("RSET\r\n");
       if (r == 0) r = co_await replies(codes, 1, nullptr);
       if (r < 0 || codes[0] < 100) {
         have = claim(seq);
@@ -316,8 +444,7 @@ rt::Task<Slot::Outcome> Slot::deliver(uint64_t& seq, bool& have) {
 }
 
 rt::Task<void> Slot::quit() {
-  SendAll q(loop_, fd(), "QUIT\r\n", timeout());
-  int r = co_await q;
+  int r = co_await send("QUIT\r\n");
   int code = 0;
   if (r == 0) r = co_await replies(&code, 1, nullptr);
   // The 221 (or its absence) says nothing about the messages: not counted.

@@ -21,6 +21,7 @@
 #include "mta/runtime/loop.h"
 #include "mta/runtime/stream.h"
 #include "mta/runtime/task.h"
+#include "mta/runtime/tls.h"
 
 namespace ringbench {
 
@@ -32,7 +33,9 @@ struct Run {
   socklen_t addr_len = 0;
   MessageSpec spec;
   Content content;
-  std::string ehlo;  // "EHLO name\r\n"
+  std::string ehlo;                 // "EHLO name\r\n"
+  ringmail::rt::TlsContextPtr tls;  // client context (--starttls / --tls-on-connect)
+  std::string auth;                 // "AUTH PLAIN <base64>\r\n" (--auth)
   ringmail::rt::Clock::time_point deadline;
   std::atomic<uint64_t> next{0};      // next message sequence number to claim
   std::atomic<bool> abort{false};     // a setup problem no retry can fix
@@ -43,14 +46,18 @@ struct Run {
 struct alignas(64) Counters {
   std::vector<uint32_t> latency_us;  // one per accepted message
   uint64_t accepted = 0;
-  uint64_t failed = 0;            // messages claimed but not accepted
-  uint64_t rejected = 0;          // ... of which a reply said no
-  uint64_t lost = 0;              // ... of which the connection failed mid-message
-  uint64_t timeouts = 0;          // ... of which a read or write timed out
-  uint64_t connects = 0;          // connections that reached EHLO
-  uint64_t connect_failures = 0;  // connect, greeting or EHLO failed
-  uint64_t gave_up = 0;           // slots that ran out of retries
-  unsigned live = 0;              // slots still running on this thread
+  uint64_t failed = 0;                 // messages claimed but not accepted
+  uint64_t rejected = 0;               // ... of which a reply said no
+  uint64_t lost = 0;                   // ... of which the connection failed mid-message
+  uint64_t timeouts = 0;               // ... of which a read or write timed out
+  uint64_t connects = 0;               // connections that reached EHLO
+  uint64_t connect_failures = 0;       // connect, greeting or EHLO failed
+  uint64_t gave_up = 0;                // slots that ran out of retries
+  std::vector<uint32_t> handshake_us;  // one per completed TLS handshake
+  std::vector<uint32_t> auth_us;       // one per accepted AUTH (command sent to 235)
+  std::vector<uint32_t> setup_us;      // connect to ready for MAIL, per connection
+  std::string tls_params;              // version, cipher, group of the first handshake
+  unsigned live = 0;                   // slots still running on this thread
 };
 
 class Slot {
@@ -69,6 +76,8 @@ class Slot {
     bool pipelining = false;
     bool chunking = false;
     bool size = false;
+    bool starttls = false;
+    bool auth_plain = false;
   };
   // One write and the replies it earns. expect: 2 = any 2xx, 3 = any 3xx.
   struct Exchange {
@@ -84,6 +93,14 @@ class Slot {
   int fd() const { return stream_->fd(); }
 
   ringmail::rt::Task<bool> open();
+  // Sends bytes (encrypted once TLS is on); 0 or a negative errno.
+  ringmail::rt::Task<int> send(std::string_view bytes);
+  // Sends a command and reads one reply into `code` (EHLO: `caps` collects keywords).
+  ringmail::rt::Task<int> command(std::string_view bytes, int& code, Caps* caps);
+  ringmail::rt::Task<bool> handshake();
+  // A problem no retry can fix (the server lacks STARTTLS or AUTH, credentials refused):
+  // the whole run stops, with one clear message.
+  void abort_run(const char* why);
   // Sends claimed messages until none is left, the per-connection count is reached or
   // the connection fails; `seq` and `have` are the next claim.
   ringmail::rt::Task<Outcome> deliver(uint64_t& seq, bool& have);

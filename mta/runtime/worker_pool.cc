@@ -24,6 +24,11 @@ void WorkerPool::submit(std::function<void()> job) {
   cv_.notify_one();
 }
 
+size_t WorkerPool::queued() {
+  std::lock_guard lock(mu_);
+  return jobs_.size();
+}
+
 void WorkerPool::work() {
   for (;;) {
     std::function<void()> job;

@@ -61,6 +61,9 @@ class WorkerPool {
 
   // Fire-and-forget job (tests, or work nobody waits for).
   void submit(std::function<void()> job);
+  // Jobs waiting for a thread (not counting running ones): callers shed load on it.
+  size_t queued();
+  unsigned threads() const { return static_cast<unsigned>(threads_.size()); }
 
  private:
   void work();

@@ -15,6 +15,7 @@
 #include "auth/sasl.h"
 #include "auth/scram.h"
 #include "auth/user_db.h"
+#include "auth/verified_cache.h"
 #include "mta/runtime/ops.h"
 #include "mta/runtime/worker_pool.h"
 #include "mta/smtp/session.h"
@@ -28,6 +29,7 @@ struct Found {
 
 struct Verdict {
   bool ok = false;
+  bool busy = false;               // not checked: too many checks waiting (454)
   std::string address;             // canonical login address
   std::vector<std::string> owned;  // address + aliases
   std::string note;                // why it failed (log only)
@@ -51,8 +53,13 @@ std::string lower(std::string_view s) {
   return o;
 }
 
+// More checks than this per hash thread waiting: AUTH says 454 rather than queueing without
+// bound (at ~70 ms a check, 64 per thread is already seconds of wait).
+constexpr size_t kMaxQueuedPerThread = 64;
+
 // Worker thread: look the user up and check the password.
-Verdict check_password(auth::UserDb* db, const std::string& login, const std::string& password) {
+Verdict check_password(auth::UserDb* db, auth::VerifiedCache* cache, const std::string& login,
+                       const std::string& password) {
   Verdict v;
   auto u = db->find(lower(login));
   if (!u || !*u) {
@@ -61,9 +68,14 @@ Verdict check_password(auth::UserDb* db, const std::string& login, const std::st
     return v;
   }
   const auth::User& user = **u;
-  if (!auth::verify_password(password, user.password_hash)) {
-    v.note = "wrong password";
-    return v;
+  auto now = std::chrono::steady_clock::now();
+  bool cached = cache && cache->hit(user.address, password, user.password_hash, now);
+  if (!cached) {
+    if (!auth::verify_password(password, user.password_hash)) {
+      v.note = "wrong password";
+      return v;
+    }
+    if (cache) cache->remember(user.address, password, user.password_hash, now);
   }
   if (!user.enabled) {
     v.note = "user disabled";
@@ -94,6 +106,14 @@ rt::Task<std::optional<std::string>> Session::read_sasl_line() {
   co_return std::nullopt;
 }
 
+bool Session::auth_busy() {
+  // RFC 4954 6: 454 is a temporary failure; not the client's fault, so not counted.
+  std::fprintf(stderr, "ringmaild: AUTH from %s deferred: password checks overloaded\n",
+               peer_ip_.c_str());
+  reply("454 4.7.0 Temporary authentication failure, try again later");
+  return true;
+}
+
 rt::Task<bool> Session::auth_failed(std::string_view user, std::string_view mech) {
   const auto& a = ctx_.config.auth;
   uint32_t n = ctx_.auth.throttle->record_failure(peer_ip_, std::chrono::steady_clock::now());
@@ -118,8 +138,13 @@ rt::Task<bool> Session::auth_failed(std::string_view user, std::string_view mech
 // Named ops, not temporaries inside co_await: GCC 12 destroys a temporary awaiter's
 // captures twice when the coroutine resumes from another thread's post.
 rt::Task<Verdict> Session::check(std::string login, std::string password) {
-  auto job = [db = ctx_.auth.users, &login, &password] {
-    return check_password(db, login, password);
+  if (ctx_.auth.pool->queued() >= kMaxQueuedPerThread * ctx_.auth.pool->threads()) {
+    Verdict busy;
+    busy.busy = true;
+    co_return busy;
+  }
+  auto job = [db = ctx_.auth.users, cache = ctx_.auth.cache, &login, &password] {
+    return check_password(db, cache, login, password);
   };
   auto op = ctx_.auth.pool->run(loop_, job);
   co_return co_await op;
@@ -226,6 +251,7 @@ rt::Task<bool> Session::cmd_auth(std::string arg) {
       if (!creds->authzid.empty() && lower(creds->authzid) != lower(creds->authcid))
         co_return co_await auth_failed(login, "PLAIN");
       v = co_await check(login, creds->password);
+      if (v.busy) co_return auth_busy();
       if (!v.ok) co_return co_await auth_failed(login, "PLAIN");
       break;
     }
@@ -240,6 +266,7 @@ rt::Task<bool> Session::cmd_auth(std::string arg) {
       auto creds = auth::login_credentials(*user, *pass);
       if (!creds) co_return co_await auth_failed(login, "LOGIN");
       v = co_await check(creds->authcid, creds->password);
+      if (v.busy) co_return auth_busy();
       if (!v.ok) co_return co_await auth_failed(login, "LOGIN");
       break;
     }

@@ -29,6 +29,7 @@
 namespace ringmail::auth {
 class UserDb;
 class AuthThrottle;
+class VerifiedCache;
 }  // namespace ringmail::auth
 namespace ringmail::rt {
 class WorkerPool;
@@ -52,6 +53,7 @@ struct AuthServices {
   auth::UserDb* users = nullptr;
   rt::WorkerPool* pool = nullptr;  // password checks run here, never on a loop thread
   auth::AuthThrottle* throttle = nullptr;
+  auth::VerifiedCache* cache = nullptr;  // optional
 };
 
 // Shared by every session of the daemon; read-only after start.
@@ -110,6 +112,7 @@ class Session {
   // One SASL response line (after a 334); nullopt when the session must end.
   rt::Task<std::optional<std::string>> read_sasl_line();
   rt::Task<bool> auth_failed(std::string_view user, std::string_view mech);
+  bool auth_busy();
   rt::Task<Verdict> check(std::string login, std::string password);  // on the worker pool
   rt::Task<Found> lookup(std::string login);
   bool sender_allowed(std::string_view sender) const;
