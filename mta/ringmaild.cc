@@ -3,6 +3,7 @@
 // and re-validates the config.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -88,6 +89,32 @@ int main(int argc, char** argv) {
   sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
+
+  // One daemon per data dir: a second one would requeue the first one's in-flight mail and
+  // deliver it twice. The lock dies with the process (kill -9 included), so no stale-lock
+  // clean-up is ever needed.
+  std::error_code dir_ec;
+  std::filesystem::create_directories(config.server.data_dir, dir_ec);
+  std::string lock_path =
+      (std::filesystem::path(config.server.data_dir) / "ringmaild.pid").string();
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) {
+    std::fprintf(stderr, "ringmaild: cannot open %s: %s\n", lock_path.c_str(),
+                 std::strerror(errno));
+    return 1;
+  }
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    char other[32] = {};
+    ssize_t n = ::pread(lock_fd, other, sizeof other - 1, 0);
+    std::string pid = n > 0 ? std::string(other, static_cast<size_t>(n)) : "?";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    std::fprintf(stderr, "ringmaild: data dir %s is in use by another ringmaild (pid %s)\n",
+                 config.server.data_dir.c_str(), pid.c_str());
+    return 1;
+  }
+  std::string me = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd, 0) != 0 || ::pwrite(lock_fd, me.data(), me.size(), 0) < 0)
+    std::fprintf(stderr, "ringmaild: warning: cannot write %s\n", lock_path.c_str());
 
   queue::Store::Options qo;
   qo.dir = (std::filesystem::path(config.server.data_dir) / "queue").string();

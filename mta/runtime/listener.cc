@@ -24,6 +24,23 @@ Result<int> listen_socket(const sockaddr* addr, socklen_t len, int backlog) {
   return fd;
 }
 
+Status check_port_free(const sockaddr* addr, socklen_t len) {
+  // Without SO_REUSEPORT this bind fails while any socket listens on the address, even
+  // one that set SO_REUSEPORT itself: exactly the case the real listeners would not see.
+  int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Error{errno, std::string("socket: ") + std::strerror(errno)};
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (addr->sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  int rc = ::bind(fd, addr, len);
+  int e = errno;
+  ::close(fd);
+  if (rc < 0)
+    return Error{e, e == EADDRINUSE ? "address already in use (is another ringmaild running?)"
+                                    : std::strerror(e)};
+  return ok_status();
+}
+
 void set_nodelay(int fd) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

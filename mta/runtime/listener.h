@@ -17,6 +17,10 @@ namespace ringmail::rt {
 
 // A bound, listening, SO_REUSEPORT TCP socket.
 Result<int> listen_socket(const sockaddr* addr, socklen_t len, int backlog = 4096);
+// SO_REUSEPORT lets a second process with the same uid bind the same port silently and
+// take half the connections (a forgotten old daemon would then greet nobody). Call this
+// before binding a listener group: it fails with a clear error if anything listens there.
+Status check_port_free(const sockaddr* addr, socklen_t len);
 
 class Listener final : public Completion {
  public:

@@ -106,6 +106,11 @@ Status Server::start() {
                    l.address.c_str(), std::string(conf::protocol_name(l.protocol)).c_str());
       continue;
     }
+    if (auto free =
+            rt::check_port_free(reinterpret_cast<const sockaddr*>(&l.sockaddr), l.sockaddr_len);
+        !free)
+      return Error{free.error().code,
+                   "cannot listen on " + l.address + ": " + free.error().message};
     for (auto& w : workers_) {
       auto fd = rt::listen_socket(reinterpret_cast<const sockaddr*>(&l.sockaddr), l.sockaddr_len);
       if (!fd)

@@ -1,5 +1,7 @@
 """Limits and shutdown: timeouts, connection limits, error limit, SIGTERM behaviour."""
+import os
 import signal
+import subprocess
 import time
 import unittest
 
@@ -130,6 +132,41 @@ class ConnectionLimits(LimitsBase):
         again = self.conn(d, source="127.0.0.11")
         self.assertReply(again.read_reply(), 421, "4.7.0")
         self.assertTrue(again.wait_closed())
+
+
+class SecondDaemon(LimitsBase):
+    def run_second(self, config_text: str, tmp: str) -> subprocess.CompletedProcess:
+        path = os.path.join(tmp, "second.toml")
+        with open(path, "w") as f:
+            f.write(config_text)
+        return subprocess.run([harness.RINGMAILD, "-c", path], stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=harness.t(30), cwd=tmp)
+
+    def test_same_data_dir_refused(self):
+        # It would requeue the first daemon's in-flight mail and deliver it twice.
+        d = self.start()
+        text = d.write_config().replace(f'"{d.host}:{d.port}"', f'"{d.host}:{harness.free_port()}"')
+        r = self.run_second(text, d.tmp)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"is in use by another ringmaild (pid " + str(d.proc.pid).encode(), r.stderr)
+        c = self.conn(d)
+        c.expect(220)
+
+    def test_same_port_refused(self):
+        # SO_REUSEPORT would let it bind and silently take half the connections.
+        d = self.start()
+        other = os.path.join(d.tmp, "other-data")
+        text = d.write_config().replace(repr(d.data_dir)[1:-1], other)
+        self.assertIn(other, text)
+        r = self.run_second(text, d.tmp)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(b"already in use", r.stderr)
+        self.assertIn(f"{d.host}:{d.port}".encode(), r.stderr)
+        # The first one still serves every connection.
+        for _ in range(8):
+            c = self.conn(d)
+            c.expect(220)
+            c.close()
 
 
 class ErrorLimit(LimitsBase):
