@@ -735,6 +735,17 @@ class LiveUserChanges(AuthCase):
         c = self.tls_session()
         self.assertExact(self.scram(c, user, "first-pw")[1], AUTH_BAD)
 
+    def test_disable_after_a_cached_login(self):
+        # The verified-login cache (auth.cache_ttl) must never outlive a disable.
+        user = "ivy-cached@example.test"
+        self.daemon.add_user(user, "hank-pw")
+        self.assertExact(self.auth_plain(user, "hank-pw")[1], AUTH_OK)
+        self.assertExact(self.auth_plain(user, "hank-pw")[1], AUTH_OK)
+        self.ringctl_ok("user", "disable", user)
+        self.assertExact(self.auth_plain(user, "hank-pw")[1], AUTH_BAD)
+        self.ringctl_ok("user", "enable", user)
+        self.assertExact(self.auth_plain(user, "hank-pw")[1], AUTH_OK)
+
     def test_del(self):
         user = "gina@example.test"
         self.daemon.add_user(user, "gina-pw")
