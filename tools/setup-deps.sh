@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential cmake g++ pkg-config liburing-dev android-libboringssl-dev libc-ares-dev
 liblmdb-dev libgtest-dev libgmock-dev libbenchmark-dev libtomlplusplus-dev python3 swaks
 clang-14 libclang-rt-14-dev lmdb-utils libcrypt-dev libnet-ssleay-perl libio-socket-ssl-perl
-libauthen-sasl-perl"
+libauthen-sasl-perl nsd"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -17,3 +17,13 @@ if [ -n "$missing" ]; then
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $missing
 fi
+# nsd is only a test fixture (tests start their own instance on a loopback port). If this
+# script installed it, stop the system service the package starts, so setting up ringmail
+# never leaves a DNS server listening on port 53.
+case " $missing " in
+  *" nsd "*)
+    if command -v systemctl >/dev/null 2>&1; then
+      systemctl disable --now nsd >/dev/null 2>&1 || true
+    fi
+    ;;
+esac

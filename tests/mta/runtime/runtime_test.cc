@@ -25,6 +25,7 @@
 #include "mta/runtime/ops.h"
 #include "mta/runtime/stream.h"
 #include "mta/runtime/task.h"
+#include "tests/support/watchdog.h"
 
 namespace ringmail::rt {
 namespace {
@@ -41,31 +42,7 @@ int count_fds() {
   return n - 1;  // the directory stream's own fd
 }
 
-class Watchdog {
- public:
-  Watchdog(Loop& loop, Duration limit) : loop_(loop) { loop.spawn(run(limit)); }
-  // The test finished: cancel the timer so the loop can end.
-  void disarm() {
-    if (op_) op_->cancel();
-  }
-  bool fired() const { return fired_; }
-
- private:
-  Task<void> run(Duration limit) {
-    Sleep s(loop_, limit);
-    op_ = &s;
-    int r = co_await s;
-    op_ = nullptr;
-    if (r == 0) {
-      fired_ = true;
-      ADD_FAILURE() << "watchdog: the test did not finish in time";
-      loop_.stop();
-    }
-  }
-  Loop& loop_;
-  Sleep* op_ = nullptr;
-  bool fired_ = false;
-};
+using ringmail::testing::Watchdog;
 
 // Runs `body` to completion on `loop` within `limit`, then stops the loop.
 Task<void> finish(Loop& loop, Watchdog& wd, Task<void> body) {
