@@ -2,6 +2,8 @@
 
 #include <cstdint>
 
+#include "conf/record_codec.h"
+
 namespace ringmail::queue {
 
 namespace {
@@ -9,64 +11,8 @@ constexpr uint8_t kEnvelopeVersion = 1;
 constexpr uint8_t kRecipientVersion = 1;
 constexpr uint64_t kMaxRecipients = 1000000;  // far above limits.max_recipients' ceiling
 
-class Writer {
- public:
-  void u8(uint8_t v) { s_.push_back(static_cast<char>(v)); }
-  void varint(uint64_t v) {
-    while (v >= 0x80) {
-      s_.push_back(static_cast<char>((v & 0x7f) | 0x80));
-      v >>= 7;
-    }
-    s_.push_back(static_cast<char>(v));
-  }
-  void str(std::string_view v) {
-    varint(v.size());
-    s_.append(v);
-  }
-  std::string take() { return std::move(s_); }
-
- private:
-  std::string s_;
-};
-
-class Reader {
- public:
-  explicit Reader(std::string_view s) : s_(s) {}
-  bool u8(uint8_t& v) {
-    if (pos_ >= s_.size()) return fail();
-    v = static_cast<uint8_t>(s_[pos_++]);
-    return true;
-  }
-  bool varint(uint64_t& v) {
-    v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      uint8_t b;
-      if (!u8(b)) return false;
-      v |= static_cast<uint64_t>(b & 0x7f) << shift;
-      if (!(b & 0x80)) return true;
-    }
-    return fail();
-  }
-  bool str(std::string& v) {
-    uint64_t n;
-    if (!varint(n)) return false;
-    if (n > s_.size() - pos_) return fail();
-    v.assign(s_.substr(pos_, n));
-    pos_ += n;
-    return true;
-  }
-  bool done() const { return ok_ && pos_ == s_.size(); }
-  bool ok() const { return ok_; }
-
- private:
-  bool fail() {
-    ok_ = false;
-    return false;
-  }
-  std::string_view s_;
-  size_t pos_ = 0;
-  bool ok_ = true;
-};
+using Writer = RecordWriter;
+using Reader = RecordReader;
 
 uint64_t zigzag(int64_t v) {
   return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
