@@ -54,7 +54,7 @@ Committer::~Committer() {
   stop();
 }
 
-void Committer::submit(EnqueueRequest* r) {
+void Committer::submit(WriteRequest* r) {
   if (inbox_.push(r)) inbox_.head().notify_one();
 }
 
@@ -71,7 +71,7 @@ CommitStats Committer::stats() const {
 }
 
 void Committer::run() {
-  std::vector<EnqueueRequest*> batch;
+  std::vector<WriteRequest*> batch;
   size_t batch_bytes = 0;
   for (;;) {
     inbox_.head().wait(nullptr, std::memory_order_acquire);
@@ -81,9 +81,9 @@ void Committer::run() {
       if (n == &g_stop_marker) {
         stop_seen = true;
       } else {
-        auto* r = static_cast<EnqueueRequest*>(n);
+        auto* r = static_cast<WriteRequest*>(n);
         batch.push_back(r);
-        batch_bytes += r->body.size();
+        batch_bytes += r->bytes();
         if (batch.size() >= limits_.max_batch_count || batch_bytes >= limits_.max_batch_bytes) {
           commit_batch(batch);
           batch_bytes = 0;
@@ -97,14 +97,17 @@ void Committer::run() {
   }
 }
 
-void Committer::log_received(const std::vector<EnqueueRequest*>& committed) {
+void EnqueueRequest::log_lines(std::string& out) const {
+  for (const auto& rcpt : envelope.recipients) {
+    out += event_json("received", envelope.arrival_us, id, envelope, &rcpt);
+    out += '\n';
+  }
+}
+
+void Committer::log_committed(const std::vector<WriteRequest*>& committed) {
   if (log_fd_ < 0 || committed.empty()) return;
   std::string lines;
-  for (const auto* r : committed)
-    for (const auto& rcpt : r->envelope.recipients) {
-      lines += event_json("received", r->envelope.arrival_us, r->id, r->envelope, &rcpt);
-      lines += '\n';
-    }
+  for (const auto* r : committed) r->log_lines(lines);
   // O_APPEND: each write lands whole at the end, so lines from one batch stay together.
   size_t off = 0;
   while (off < lines.size()) {
@@ -121,12 +124,12 @@ void Committer::log_received(const std::vector<EnqueueRequest*>& committed) {
   }
 }
 
-void Committer::commit_batch(std::vector<EnqueueRequest*>& batch) {
+void Committer::commit_batch(std::vector<WriteRequest*>& batch) {
   // Pessimistic until its transaction is on disk.
   for (auto* r : batch) r->status = Error{451, "4.3.0 message not committed"};
-  std::vector<EnqueueRequest*> pending = batch;
-  std::vector<EnqueueRequest*> retry;  // hit MAP_FULL: try again after growing the map
-  size_t committed = 0;
+  std::vector<WriteRequest*> pending = batch;
+  std::vector<WriteRequest*> retry;  // hit MAP_FULL: try again after growing the map
+  size_t committed = 0, updates = 0;
   uint64_t bytes = 0;
   for (int round = 0; round < 8 && !pending.empty(); ++round) {
     MDB_txn* txn = nullptr;
@@ -135,11 +138,11 @@ void Committer::commit_batch(std::vector<EnqueueRequest*>& batch) {
       for (auto* r : pending) r->status = Error{451, "4.3.0 queue unavailable: " + lmdb_error(rc)};
       break;
     }
-    std::vector<EnqueueRequest*> ok;
+    std::vector<WriteRequest*> ok;
     for (auto* r : pending) {
       MDB_txn* child = nullptr;
       int crc = store_.begin_write(&child, txn);
-      if (crc == 0) crc = store_.put_message(child, r->id, r->envelope, r->body);
+      if (crc == 0) crc = r->apply(store_, child);
       if (crc == 0)
         crc = mdb_txn_commit(child);
       else if (child)
@@ -173,10 +176,13 @@ void Committer::commit_batch(std::vector<EnqueueRequest*>& batch) {
     }
     for (auto* r : ok) {
       r->status = ok_status();
-      bytes += r->body.size();
+      bytes += r->bytes();
+      if (r->is_message())
+        ++committed;
+      else
+        ++updates;
     }
-    log_received(ok);
-    committed += ok.size();
+    log_committed(ok);
     if (retry.empty()) break;
     if (!store_.grow_map()) {
       for (auto* r : retry) r->status = Error{452, "4.3.1 queue is full"};
@@ -198,6 +204,7 @@ void Committer::commit_batch(std::vector<EnqueueRequest*>& batch) {
       if (committed > stats_.max_batch) stats_.max_batch = committed;
       stats_.hist[bucket(committed)]++;
     }
+    stats_.updates += updates;
     for (auto* r : batch)
       if (!r->status) stats_.failed++;
   }

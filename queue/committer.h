@@ -1,6 +1,7 @@
-// Committer: the one thread that writes accepted messages to the queue (group commit).
+// Committer: the one thread that writes to the queue (group commit).
 //
-// Loop threads hand in EnqueueRequests without taking a lock; the committer takes
+// Loop threads hand in WriteRequests (an accepted message, a delivery outcome) without
+// taking a lock; the committer takes
 // everything waiting, writes it in one LMDB write transaction (each request in a child
 // transaction, so a bad one fails alone) and commits with a full sync: one fsync covers
 // the whole batch. Only then is each request told, through its on_done(), which runs on
@@ -23,18 +24,41 @@
 
 namespace ringmail::queue {
 
-class EnqueueRequest : public MpscNode {
+// One unit of work for a write transaction. Accepted messages and delivery outcomes share
+// the committer, so one sync covers both (two writers would each pay their own).
+class WriteRequest : public MpscNode {
+ public:
+  // Set before on_done(): ok, or an error whose code is an SMTP class: 451 (local error,
+  // try again) or 452 (queue full).
+  Status status = ok_status();
+
+  // Committer thread, inside a child transaction: an LMDB error code, 0 for success.
+  virtual int apply(Store& store, MDB_txn* txn) = 0;
+  // Committer thread, after the commit: JSON lines for the delivery log file.
+  virtual void log_lines(std::string& out) const = 0;
+  // What this request adds to the transaction (batch bounds).
+  virtual size_t bytes() const = 0;
+  // Counted as a message in CommitStats (accepted mail; outcomes are counted apart).
+  virtual bool is_message() const { return false; }
+  // Committer thread. The request must stay alive until this runs.
+  virtual void on_done() = 0;
+
+ protected:
+  ~WriteRequest() = default;
+};
+
+class EnqueueRequest : public WriteRequest {
  public:
   QueueId id;
   Envelope envelope;
   std::string body;  // the whole message as stored (Received: already prepended)
 
-  // Set before on_done(): ok, or an error whose code is an SMTP class: 451 (local error,
-  // try again) or 452 (queue full).
-  Status status = ok_status();
-
-  // Committer thread. The request must stay alive until this runs.
-  virtual void on_done() = 0;
+  int apply(Store& store, MDB_txn* txn) override {
+    return store.put_message(txn, id, envelope, body);
+  }
+  void log_lines(std::string& out) const override;
+  size_t bytes() const override { return body.size(); }
+  bool is_message() const override { return true; }
 
  protected:
   ~EnqueueRequest() = default;
@@ -46,6 +70,7 @@ struct CommitStats {
   uint64_t bytes = 0;
   uint64_t max_batch = 0;
   uint64_t failed = 0;
+  uint64_t updates = 0;  // other writes (delivery outcomes) committed
   // histogram of batch sizes: [1], [2-3], [4-7], ... [>=512]
   uint64_t hist[11] = {};
   std::string summary() const;  // "batches=.. messages=.. avg=.. max=.. hist=1:..,2-3:.."
@@ -66,18 +91,19 @@ class Committer {
   Committer& operator=(const Committer&) = delete;
 
   // Any thread. Never blocks.
-  void submit(EnqueueRequest* r);
+  void submit(WriteRequest* r);
   // Finishes everything submitted so far, then joins the thread.
   void stop();
   CommitStats stats() const;
-  // Appends one JSON line per committed recipient ("received" events, DESIGN's delivery
-  // log) to `fd` after each commit, from the committer thread. Call before submitting.
+  // Appends each committed request's JSON lines (DESIGN's delivery log: "received" per
+  // recipient, delivery events) to `fd` after each commit, from the committer thread.
+  // Call before submitting.
   void set_event_log(int fd) { log_fd_ = fd; }
 
  private:
   void run();
-  void commit_batch(std::vector<EnqueueRequest*>& batch);
-  void log_received(const std::vector<EnqueueRequest*>& committed);
+  void commit_batch(std::vector<WriteRequest*>& batch);
+  void log_committed(const std::vector<WriteRequest*>& committed);
 
   Store& store_;
   Limits limits_;

@@ -42,9 +42,21 @@ struct Recipient {
   uint8_t notify = 0;
   RcptState state = RcptState::queued;
   uint32_t attempts = 0;
-  int64_t next_attempt = 0;  // unix seconds
-  std::string last_response;
+  int64_t next_attempt = 0;   // unix seconds
+  std::string last_response;  // the last attempt's reply on one line ("451 4.3.0 try later")
+  // Since record version 2: what a later DSN (Remote-MTA, Status, Last-Attempt-Date) and
+  // `ringctl status` need from the last attempt, and whether the one "delayed" DSN
+  // (delivery.delay_notice_after) has gone out.
+  std::string last_status;   // RFC 3463 status of the last attempt ("4.4.1")
+  std::string last_mx;       // the host that gave last_response ("" when none answered)
+  int64_t last_attempt = 0;  // unix seconds, 0 = never tried
+  bool delay_notified = false;
 };
+
+// True while the recipient still waits for delivery (queued, in flight or deferred).
+inline bool is_pending(RcptState s) {
+  return s == RcptState::queued || s == RcptState::inflight || s == RcptState::deferred;
+}
 
 enum class BodyType : uint8_t { unspecified, seven_bit, eight_bit_mime, binary_mime };
 enum class Ret : uint8_t { unspecified, full, hdrs };

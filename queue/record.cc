@@ -8,7 +8,9 @@ namespace ringmail::queue {
 
 namespace {
 constexpr uint8_t kEnvelopeVersion = 1;
-constexpr uint8_t kRecipientVersion = 1;
+// Version 2 appended last_status, last_mx, last_attempt and delay_notified; version 1
+// records (queues written before delivery existed) still decode, with those empty.
+constexpr uint8_t kRecipientVersion = 2;
 constexpr uint64_t kMaxRecipients = 1000000;  // far above limits.max_recipients' ceiling
 
 using Writer = RecordWriter;
@@ -86,6 +88,10 @@ std::string encode_recipient(const Recipient& rc) {
   w.varint(rc.attempts);
   w.varint(zigzag(rc.next_attempt));
   w.str(rc.last_response);
+  w.str(rc.last_status);
+  w.str(rc.last_mx);
+  w.varint(zigzag(rc.last_attempt));
+  w.u8(rc.delay_notified ? 1 : 0);
   return w.take();
 }
 
@@ -93,9 +99,10 @@ Result<Recipient> decode_recipient(std::string_view data) {
   Reader r(data);
   Recipient rc;
   uint8_t version = 0, state = 0;
-  uint64_t attempts = 0, next = 0;
+  uint64_t attempts = 0, next = 0, last = 0;
+  uint8_t notified = 0;
   r.u8(version);
-  if (!r.ok() || version != kRecipientVersion)
+  if (!r.ok() || version < 1 || version > kRecipientVersion)
     return Error{0, "recipient record: unknown version " + std::to_string(version)};
   r.str(rc.address);
   r.str(rc.orcpt);
@@ -104,11 +111,20 @@ Result<Recipient> decode_recipient(std::string_view data) {
   r.varint(attempts);
   r.varint(next);
   r.str(rc.last_response);
-  if (!r.done() || state > static_cast<uint8_t>(RcptState::expired) || attempts > UINT32_MAX)
+  if (version >= 2) {
+    r.str(rc.last_status);
+    r.str(rc.last_mx);
+    r.varint(last);
+    r.u8(notified);
+  }
+  if (!r.done() || state > static_cast<uint8_t>(RcptState::expired) || attempts > UINT32_MAX ||
+      notified > 1)
     return Error{0, "recipient record: damaged"};
   rc.state = static_cast<RcptState>(state);
   rc.attempts = static_cast<uint32_t>(attempts);
   rc.next_attempt = unzigzag(next);
+  rc.last_attempt = unzigzag(last);
+  rc.delay_notified = notified != 0;
   return rc;
 }
 

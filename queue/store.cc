@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -91,6 +92,19 @@ void json_string(std::string& out, std::string_view s) {
     }
   }
   out.push_back('"');
+}
+// "2026-11-27T10:31:22.123456Z" (micro) or "2026-11-27T10:31:22Z".
+std::string iso_time(int64_t time_us, bool micro) {
+  char ts[64];
+  time_t secs = static_cast<time_t>(time_us / 1000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  size_t n = std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+  if (micro)
+    std::snprintf(ts + n, sizeof ts - n, ".%06lldZ", static_cast<long long>(time_us % 1000000));
+  else
+    std::snprintf(ts + n, sizeof ts - n, "Z");
+  return ts;
 }
 }  // namespace
 
@@ -289,25 +303,10 @@ uint64_t Store::max_id() {
   return read_be64(view(k));
 }
 
-Result<bool> Store::remove(QueueId id) {
-  MDB_txn* txn;
-  int rc = begin_write(&txn);
-  if (rc) return lmdb_err("begin", rc);
+int Store::remove_in(MDB_txn* txn, QueueId id, const Envelope& env) {
   std::string k = key_id(id.value);
-  MDB_val key = val(k), v;
-  rc = mdb_get(txn, msg_, &key, &v);
-  if (rc == MDB_NOTFOUND) {
-    mdb_txn_abort(txn);
-    return false;
-  }
-  Envelope env;
-  if (rc == 0) {
-    if (auto s = decode_envelope(view(v), env); !s) {
-      mdb_txn_abort(txn);
-      return s.error();
-    }
-    rc = mdb_del(txn, msg_, &key, nullptr);
-  }
+  MDB_val key = val(k);
+  int rc = mdb_del(txn, msg_, &key, nullptr);
   // Body chunks and recipients share the (id, index) key shape.
   for (MDB_dbi dbi : {body_, rcpt_}) {
     if (rc) break;
@@ -331,12 +330,113 @@ Result<bool> Store::remove(QueueId id) {
     std::string sk = key_time_id(env.arrival_us / 1000000, id.value);
     MDB_val skv = val(sk);
     mdb_del(txn, sched_, &skv, nullptr);
+  }
+  return rc;
+}
+
+Result<bool> Store::remove(QueueId id) {
+  MDB_txn* txn;
+  int rc = begin_write(&txn);
+  if (rc) return lmdb_err("begin", rc);
+  std::string k = key_id(id.value);
+  MDB_val key = val(k), v;
+  rc = mdb_get(txn, msg_, &key, &v);
+  if (rc == MDB_NOTFOUND) {
+    mdb_txn_abort(txn);
+    return false;
+  }
+  Envelope env;
+  if (rc == 0) {
+    if (auto s = decode_envelope(view(v), env); !s) {
+      mdb_txn_abort(txn);
+      return s.error();
+    }
+    rc = remove_in(txn, id, env);
+  }
+  if (rc == 0) {
     rc = mdb_txn_commit(txn);
   } else {
     mdb_txn_abort(txn);
   }
   if (rc) return lmdb_err("delete", rc);
   return true;
+}
+
+int Store::update_recipients(MDB_txn* txn, QueueId id,
+                             std::span<const std::pair<uint32_t, Recipient>> changes,
+                             std::span<const Event> events) {
+  std::string k = key_id(id.value);
+  MDB_val key = val(k), v;
+  int rc = mdb_get(txn, msg_, &key, &v);
+  if (rc) return rc;
+  Envelope env;
+  if (!decode_envelope(view(v), env)) return MDB_CORRUPTED;
+  if (!load_recipients(txn, id, env)) return MDB_CORRUPTED;
+  std::vector<int64_t> before;
+  for (const auto& r : env.recipients)
+    if (is_pending(r.state)) before.push_back(r.next_attempt);
+  for (const auto& [index, rcpt] : changes) {
+    if (index >= env.recipients.size()) return MDB_CORRUPTED;
+    env.recipients[index] = rcpt;
+    std::string rk = key_id_index(id.value, index);
+    std::string rv = encode_recipient(rcpt);
+    MDB_val k2 = val(rk), v2 = val(rv);
+    if ((rc = mdb_put(txn, rcpt_, &k2, &v2, 0))) return rc;
+  }
+  for (const Event& e : events) {
+    // Two events of one recipient in one instant (deferred + delayed) must both stay.
+    for (int64_t t = e.time_us;; ++t) {
+      std::string ek = key_time_id(t, id.value) + key_id(e.rcpt_index).substr(4);
+      MDB_val k3 = val(ek), v3 = val(e.json);
+      rc = mdb_put(txn, events_, &k3, &v3, MDB_NOOVERWRITE);
+      if (rc != MDB_KEYEXIST) break;
+    }
+    if (rc) return rc;
+  }
+  std::vector<int64_t> after;
+  for (const auto& r : env.recipients)
+    if (is_pending(r.state)) after.push_back(r.next_attempt);
+  if (after.empty()) return remove_in(txn, id, env);
+  auto has = [](const std::vector<int64_t>& set, int64_t t) {
+    return std::find(set.begin(), set.end(), t) != set.end();
+  };
+  for (int64_t t : before) {
+    if (has(after, t)) continue;
+    std::string sk = key_time_id(t, id.value);
+    MDB_val skv = val(sk);
+    mdb_del(txn, sched_, &skv, nullptr);  // already gone when two recipients shared it
+  }
+  for (int64_t t : after) {
+    std::string sk = key_time_id(t, id.value);
+    MDB_val skv = val(sk), empty = val("");
+    if ((rc = mdb_put(txn, sched_, &skv, &empty, 0))) return rc;
+  }
+  return 0;
+}
+
+Status Store::for_each_due(int64_t now, const std::function<bool(int64_t, QueueId)>& fn) {
+  ReadTxn txn(env_);
+  if (txn.rc()) return lmdb_err("read", txn.rc());
+  Cursor c(txn.get(), sched_);
+  if (c.rc()) return lmdb_err("cursor", c.rc());
+  const uint64_t limit = static_cast<uint64_t>(now) ^ (1ULL << 63);
+  MDB_val k, v;
+  for (int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    uint64_t t = read_be64(view(k));
+    if (t > limit) break;
+    if (!fn(static_cast<int64_t>(t ^ (1ULL << 63)), QueueId{read_be64(view(k), 8)})) break;
+  }
+  return ok_status();
+}
+
+std::optional<int64_t> Store::next_due() {
+  ReadTxn txn(env_);
+  if (txn.rc()) return std::nullopt;
+  Cursor c(txn.get(), sched_);
+  MDB_val k, v;
+  if (c.rc() || mdb_cursor_get(c.get(), &k, &v, MDB_FIRST) != 0) return std::nullopt;
+  return static_cast<int64_t>(read_be64(view(k)) ^ (1ULL << 63));
 }
 
 Result<size_t> Store::requeue_inflight() {
@@ -381,17 +481,11 @@ Result<size_t> Store::requeue_inflight() {
 }
 
 std::string event_json(std::string_view event, int64_t time_us, QueueId id, const Envelope& env,
-                       const Recipient* rcpt) {
+                       const Recipient* rcpt, const EventDetail* d) {
   std::string out;
   out.reserve(256);
-  char ts[64];
-  time_t secs = static_cast<time_t>(time_us / 1000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  size_t n = std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(ts + n, sizeof ts - n, ".%06lldZ", static_cast<long long>(time_us % 1000000));
   out += "{\"time\":";
-  json_string(out, ts);
+  json_string(out, iso_time(time_us, true));
   out += ",\"event\":";
   json_string(out, event);
   out += ",\"queue_id\":";
@@ -406,7 +500,28 @@ std::string event_json(std::string_view event, int64_t time_us, QueueId id, cons
   }
   out += ",\"client\":";
   json_string(out, env.client_address);
-  out += ",\"size\":" + std::to_string(env.body_size) + "}";
+  out += ",\"size\":" + std::to_string(env.body_size);
+  if (d) {
+    out += ",\"attempt\":" + std::to_string(d->attempt);
+    out += ",\"mx\":";
+    json_string(out, d->mx);
+    out += ",\"address\":";
+    json_string(out, d->address);
+    out += ",\"code\":" + std::to_string(d->code);
+    out += ",\"status\":";
+    json_string(out, d->status);
+    out += ",\"response\":";
+    json_string(out, d->response);
+    if (d->next_attempt) {
+      out += ",\"next_attempt\":";
+      json_string(out, iso_time(d->next_attempt * 1000000, false));
+    }
+    if (!d->dsn_id.empty()) {
+      out += ",\"dsn_queue_id\":";
+      json_string(out, d->dsn_id);
+    }
+  }
+  out += "}";
   return out;
 }
 

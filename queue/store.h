@@ -18,8 +18,11 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "conf/result.h"
 #include "queue/envelope.h"
@@ -48,6 +51,29 @@ class Store {
   // REQUIRES: no transaction of this process is open.
   bool grow_map();
 
+  // --- delivery -------------------------------------------------------------------
+  // One entry of the delivery-event log: JSON (event_json) keyed by time and recipient.
+  struct Event {
+    int64_t time_us = 0;
+    uint32_t rcpt_index = 0;
+    std::string json;
+  };
+  // Writes what a delivery attempt (or `ringctl queue flush`) decided: each (index,
+  // record) pair replaces that recipient, the message's schedule entries are derived
+  // again from every recipient still pending (so concurrent writers never orphan or
+  // duplicate one), the events are appended, and once no recipient is pending the message
+  // is deleted (its events stay: `ringctl status` reads them). MDB_NOTFOUND when the
+  // message is gone (deleted by ringctl meanwhile): the caller drops the outcome.
+  // REQUIRES: txn is a write transaction of this store.
+  int update_recipients(MDB_txn* txn, QueueId id,
+                        std::span<const std::pair<uint32_t, Recipient>> changes,
+                        std::span<const Event> events);
+  // Schedule entries due at or before `now` (unix seconds), in time order, until fn
+  // returns false. The same message may come once per distinct due time.
+  Status for_each_due(int64_t now, const std::function<bool(int64_t, QueueId)>& fn);
+  // The earliest schedule time, or nullopt when nothing is scheduled.
+  std::optional<int64_t> next_due();
+
   // --- reading (any thread: the env uses MDB_NOTLS) ---------------------------------
   // Calls fn for every message in id order until fn returns false. Recipients included.
   Status for_each(const std::function<bool(QueueId, const Envelope&)>& fn);
@@ -66,11 +92,19 @@ class Store {
   Result<size_t> requeue_inflight();
 
   MDB_env* env() { return env_; }
+  // The sub-databases, for read-only tools (ringctl status/stats) that walk them with
+  // their own read transactions and the codecs in record.h.
+  struct Dbis {
+    MDB_dbi msg, body, rcpt, sched, events, meta;
+  };
+  Dbis dbis() const { return {msg_, body_, rcpt_, sched_, events_, meta_}; }
   uint64_t map_size() const { return map_size_; }
 
  private:
   Store() = default;
   Status load_recipients(MDB_txn* txn, QueueId id, Envelope& env);
+  // Deletes msg, body and recipient records and their schedule entries (not events).
+  int remove_in(MDB_txn* txn, QueueId id, const Envelope& env);
 
   MDB_env* env_ = nullptr;
   MDB_dbi msg_ = 0, body_ = 0, rcpt_ = 0, sched_ = 0, events_ = 0, meta_ = 0;
@@ -80,8 +114,23 @@ class Store {
 
 std::string lmdb_error(int rc);
 
-// A JSON object for the delivery-event log: {"time":...,"event":...,...}.
+// What a delivery event adds to the common fields (DESIGN "Delivery log").
+struct EventDetail {
+  uint32_t attempt = 0;       // 1 for the first attempt
+  std::string_view mx;        // host name that answered (or was tried), "" if none
+  std::string_view address;   // its IP address
+  int code = 0;               // SMTP reply code, 0 when no reply (timeout, DNS, local)
+  std::string_view status;    // RFC 3463 enhanced status
+  std::string_view response;  // the reply on one line, or our explanation
+  int64_t next_attempt = 0;   // deferred: unix seconds of the next try (0: omitted)
+  std::string_view dsn_id;    // bounced/expired/delayed: queue id of the DSN sent ("" none)
+};
+
+// A JSON object for the delivery-event log: {"time":...,"event":...,...}. Fields:
+// time, event, queue_id, message_id, sender, recipient, client, size; with `detail`
+// also attempt, mx, address, code, status, response, and next_attempt / dsn_queue_id
+// when set.
 std::string event_json(std::string_view event, int64_t time_us, QueueId id, const Envelope& env,
-                       const Recipient* rcpt);
+                       const Recipient* rcpt, const EventDetail* detail = nullptr);
 
 }  // namespace ringmail::queue

@@ -65,6 +65,10 @@ void expect_recipient_eq(const Recipient& a, const Recipient& b) {
   EXPECT_EQ(a.attempts, b.attempts);
   EXPECT_EQ(a.next_attempt, b.next_attempt);
   EXPECT_EQ(a.last_response, b.last_response);
+  EXPECT_EQ(a.last_status, b.last_status);
+  EXPECT_EQ(a.last_mx, b.last_mx);
+  EXPECT_EQ(a.last_attempt, b.last_attempt);
+  EXPECT_EQ(a.delay_notified, b.delay_notified);
 }
 
 TEST(EnvelopeRecord, RoundTrip) {
@@ -109,11 +113,36 @@ TEST(EnvelopeRecord, RoundTripEdgeValues) {
 
 TEST(RecipientRecord, RoundTrip) {
   Recipient r = sample_recipient();
+  r.last_status = "4.4.1";
+  r.last_mx = "mx1.example.test";
+  r.last_attempt = 1790000000;
+  r.delay_notified = true;
   std::string rec = encode_recipient(r);
-  EXPECT_EQ(static_cast<uint8_t>(rec[0]), 1);
+  EXPECT_EQ(static_cast<uint8_t>(rec[0]), 2);
   auto d = decode_recipient(rec);
   ASSERT_TRUE(d.ok()) << d.error().message;
   expect_recipient_eq(*d, r);
+}
+
+// Queues written before delivery existed hold version 1 records: they must still load.
+TEST(RecipientRecord, VersionOneStillDecodes) {
+  // 01, "a@b", "", notify 2, state deferred(2), attempts 4, next 10 (zigzag 20), "x"
+  std::string v1 = std::string(
+      "\x01\x03"
+      "a@b"
+      "\x00\x02\x02\x04\x14\x01x",
+      12);
+  auto d = decode_recipient(v1);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_EQ(d->address, "a@b");
+  EXPECT_EQ(d->notify, 2);
+  EXPECT_EQ(d->state, RcptState::deferred);
+  EXPECT_EQ(d->attempts, 4u);
+  EXPECT_EQ(d->next_attempt, 10);
+  EXPECT_EQ(d->last_response, "x");
+  EXPECT_TRUE(d->last_status.empty());
+  EXPECT_FALSE(d->delay_notified);
+  EXPECT_FALSE(decode_recipient(v1 + std::string(1, '\0')).ok());
 }
 
 TEST(RecipientRecord, EveryStateAndExtremes) {
@@ -157,7 +186,9 @@ TEST(Records, TrailingBytesAreAnError) {
 TEST(Records, UnknownVersionIsAnError) {
   std::string env = encode_envelope(sample_envelope());
   std::string rcpt = encode_recipient(sample_recipient());
-  for (uint8_t v : {0, 2, 255}) {
+  for (uint8_t v : {0, 3, 255}) {
+    // (2 is valid for recipients only; envelopes are still version 1)
+    if (v == 2) continue;
     env[0] = static_cast<char>(v);
     rcpt[0] = static_cast<char>(v);
     Envelope d;
@@ -194,8 +225,8 @@ TEST(Records, OutOfRangeEnumsAreAnError) {
 TEST(Records, AttemptsOverUint32IsAnError) {
   Recipient r;
   std::string rec = encode_recipient(r);
-  // 01 00 00 notify state attempts(varint) next(varint) str
-  ASSERT_EQ(rec.size(), 8u);
+  // 02 00 00 notify state attempts(varint) next(varint) str str str varint u8
+  ASSERT_EQ(rec.size(), 12u);
   std::string bad = rec.substr(0, 5) + std::string("\x80\x80\x80\x80\x10", 5) + rec.substr(6);
   EXPECT_FALSE(decode_recipient(bad).ok());
 }
