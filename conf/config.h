@@ -87,22 +87,50 @@ struct Config {
     uint64_t max_inflight_bytes = 268435456;   // per loop thread: DATA held in memory
   } limits;
 
-  struct Delivery {  // not yet used (delivery lands with issue 4)
+  // How hard to push one destination (a recipient domain, or the relayhost). The
+  // [delivery] values are the defaults; [delivery.domains."example.com"] overrides them.
+  enum class TlsPolicy { none, opportunistic, required };
+  struct DestinationPolicy {
+    uint32_t max_connections = 20;                // simultaneous, per destination
+    uint32_t max_messages_per_connection = 100;   // then QUIT and reconnect
+    uint32_t max_recipients_per_transaction = 100;
+    uint32_t max_messages_per_minute = 0;  // 0 = no rate limit
+    TlsPolicy tls = TlsPolicy::opportunistic;
+  };
+
+  struct Delivery {
+    bool enabled = true;  // false: accept and queue only (maintenance, accept-side tests)
+    unsigned threads = 1;  // delivery loop threads
     uint16_t smtp_port = 25;
     std::string relayhost;
+    std::string relayhost_username;  // AUTH PLAIN to the relayhost when set
+    std::string relayhost_password;
     std::vector<Seconds> retry_intervals;  // default 5m 10m 20m 40m 1h 2h 4h
     Seconds max_lifetime{5 * 24 * 3600};
     Seconds delay_notice_after{4 * 3600};
+    Seconds connect_timeout{30};
+    Seconds command_timeout{300};  // RFC 5321 4.5.3.2: greeting, MAIL, RCPT (5 min)
+    Seconds data_timeout{600};     // RFC 5321 4.5.3.2.6: reply to the final dot (10 min)
+    uint32_t max_inflight = 20000;  // recipients' messages held in memory for delivery
+    DestinationPolicy defaults;
+    std::vector<std::pair<std::string, DestinationPolicy>> domains;  // lower-cased
+    const DestinationPolicy& policy_for(std::string_view domain) const;
   } delivery;
 
-  struct Dns {                         // not yet used (issue 4)
+  struct Dns {
     std::vector<std::string> servers;  // "127.0.0.1:5353"
+    Seconds timeout{3};                // per try and server
+    uint32_t attempts = 2;
+    bool prefer_ipv6 = false;
+    uint32_t cache_size = 10000;  // answers kept (TTL-bound)
   } dns;
 
-  struct Store {                   // not yet used (mailbox store)
-    std::string backend = "lmdb";  // lmdb | lmtp | maildir
+  struct Store {
+    std::string backend = "lmdb";  // lmdb | lmtp | maildir (lmdb only so far)
   } store;
 };
+
+std::string_view tls_policy_name(Config::TlsPolicy p);
 
 // Parses and validates. On failure the Error message holds one line per problem,
 // each "SOURCE:LINE:COL: what is wrong".

@@ -497,58 +497,145 @@ void Loader::load(const toml::table& root, Config& c) {
            u("max_inflight_bytes", m.max_inflight_bytes, 1, kAny)});
   };
 
+  // The per-destination keys, read into `out` (the [delivery] defaults or one domain's).
+  auto policy_fields = [&](Config::DestinationPolicy& out) {
+    auto u = [&](std::string_view key, uint32_t& v, uint64_t lo, uint64_t hi) {
+      return Field{key, [&v, lo, hi, this](const toml::node& n, const std::string& kp) {
+                     read_uint(n, kp, lo, hi, v, {});
+                   }};
+    };
+    return std::vector<Field>{
+        u("max_connections", out.max_connections, 1, 10000),
+        u("max_messages_per_connection", out.max_messages_per_connection, 1, 1000000),
+        // RFC 5321 4.5.3.1.8: a server must take 100; more per transaction is ours to try.
+        u("max_recipients_per_transaction", out.max_recipients_per_transaction, 1, 100000),
+        u("max_messages_per_minute", out.max_messages_per_minute, 0, 100000000),
+        {"tls", [&out, this](const toml::node& v, const std::string& kp) {
+           std::string t;
+           if (!read_string(v, kp, t)) return;
+           if (t == "none") {
+             out.tls = Config::TlsPolicy::none;
+           } else if (t == "opportunistic") {
+             out.tls = Config::TlsPolicy::opportunistic;
+           } else if (t == "required") {
+             out.tls = Config::TlsPolicy::required;
+           } else {
+             add(v, kp, "unknown TLS policy " + quoted(t) + " (none, opportunistic, required)");
+           }
+         }}};
+  };
+
+  const toml::node* domains_node = nullptr;
+  const toml::node* delivery_node = nullptr;
   auto delivery = [&](const toml::node& n, const std::string& p) {
+    delivery_node = &n;
     auto& d = c.delivery;
-    table(n, p, "[delivery]",
-          {{"smtp_port", [&](const toml::node& v,
-                             const std::string& kp) { read_uint(v, kp, 1, 65535, d.smtp_port); }},
-           {"relayhost",
-            [&](const toml::node& v, const std::string& kp) {
-              std::string h;
-              if (!read_string(v, kp, h) || h.empty()) return;
-              if (valid_relayhost(h)) {
-                d.relayhost = h;
-              } else {
-                add(v, kp,
-                    quoted(h) +
-                        ": expected \"host:port\", e.g. \"smtp.example.com:587\", "
-                        "\"192.0.2.1:25\" or \"[2001:db8::1]:25\"");
-              }
-            }},
-           {"retry_intervals",
-            [&](const toml::node& v, const std::string& kp) {
-              retry_given = true;
-              read_array(v, kp, [&](const toml::node& e, const std::string& ep) {
-                Seconds s{};
-                read_duration(e, ep, s);
-                if (s.count() > 0) d.retry_intervals.push_back(s);
-              });
-              if (v.is_array() && v.as_array()->empty()) {
-                add(v, kp, "must not be empty (its last interval repeats until max_lifetime)");
-              }
-            }},
-           {"max_lifetime", [&](const toml::node& v,
-                                const std::string& kp) { read_duration(v, kp, d.max_lifetime); }},
-           {"delay_notice_after", [&](const toml::node& v, const std::string& kp) {
-              read_duration(v, kp, d.delay_notice_after);
-            }}});
+    auto dur = [&](std::string_view key, Seconds& out) {
+      return Field{key, [&out, this](const toml::node& v, const std::string& kp) {
+                     read_duration(v, kp, out);
+                   }};
+    };
+    auto str = [&](std::string_view key, std::string& out) {
+      return Field{key, [&out, this](const toml::node& v, const std::string& kp) {
+                     read_string(v, kp, out);
+                   }};
+    };
+    std::vector<Field> fields = {
+        {"enabled",
+         [&](const toml::node& v, const std::string& kp) { read_bool(v, kp, d.enabled); }},
+        {"threads",
+         [&](const toml::node& v, const std::string& kp) { read_uint(v, kp, 1, 64, d.threads); }},
+        {"smtp_port",
+         [&](const toml::node& v, const std::string& kp) {
+           read_uint(v, kp, 1, 65535, d.smtp_port);
+         }},
+        {"relayhost",
+         [&](const toml::node& v, const std::string& kp) {
+           std::string h;
+           if (!read_string(v, kp, h) || h.empty()) return;
+           if (valid_relayhost(h)) {
+             d.relayhost = h;
+           } else {
+             add(v, kp,
+                 quoted(h) +
+                     ": expected \"host:port\", e.g. \"smtp.example.com:587\", "
+                     "\"192.0.2.1:25\" or \"[2001:db8::1]:25\"");
+           }
+         }},
+        str("relayhost_username", d.relayhost_username),
+        str("relayhost_password", d.relayhost_password),
+        {"retry_intervals",
+         [&](const toml::node& v, const std::string& kp) {
+           retry_given = true;
+           read_array(v, kp, [&](const toml::node& e, const std::string& ep) {
+             Seconds s{};
+             read_duration(e, ep, s);
+             if (s.count() > 0) d.retry_intervals.push_back(s);
+           });
+           if (v.is_array() && v.as_array()->empty()) {
+             add(v, kp, "must not be empty (its last interval repeats until max_lifetime)");
+           }
+         }},
+        dur("max_lifetime", d.max_lifetime),
+        dur("delay_notice_after", d.delay_notice_after),
+        dur("connect_timeout", d.connect_timeout),
+        dur("command_timeout", d.command_timeout),
+        dur("data_timeout", d.data_timeout),
+        {"max_inflight",
+         [&](const toml::node& v, const std::string& kp) {
+           read_uint(v, kp, 1, 10000000, d.max_inflight);
+         }},
+        {"domains",
+         [&](const toml::node& v, const std::string& kp) {
+           domains_node = &v;
+           if (!expect(v, toml::node_type::table, kp)) return;
+           for (auto&& [key, value] : *v.as_table()) {
+             std::string name(key.str());
+             std::transform(name.begin(), name.end(), name.begin(),
+                            [](unsigned char ch) { return std::tolower(ch); });
+             std::string dp = kp + "." + quoted(name);
+             if (!valid_domain(name)) {
+               add(key.source(), dp + ": not a valid domain name");
+               continue;
+             }
+             d.domains.emplace_back(name, Config::DestinationPolicy{});
+             // Filled after the [delivery] defaults are known (see below).
+           }
+         }},
+    };
+    for (auto& f : policy_fields(d.defaults)) fields.push_back(std::move(f));
+    table(n, p, "[delivery]", fields);
   };
 
   auto dns = [&](const toml::node& n, const std::string& p) {
-    table(n, p, "[dns]", {{"servers", [&](const toml::node& v, const std::string& kp) {
-                             read_array(v, kp, [&](const toml::node& e, const std::string& ep) {
-                               std::string s;
-                               if (!read_string(e, ep, s)) return;
-                               sockaddr_storage ss;
-                               socklen_t len;
-                               std::string why;
-                               if (parse_address(s, true, &ss, &len, &why)) {
-                                 c.dns.servers.push_back(s);
-                               } else {
-                                 add(e, ep, quoted(s) + ": " + why);
-                               }
-                             });
-                           }}});
+    auto& dn = c.dns;
+    table(n, p, "[dns]",
+          {{"servers",
+            [&](const toml::node& v, const std::string& kp) {
+              read_array(v, kp, [&](const toml::node& e, const std::string& ep) {
+                std::string s;
+                if (!read_string(e, ep, s)) return;
+                sockaddr_storage ss;
+                socklen_t len;
+                std::string why;
+                if (parse_address(s, true, &ss, &len, &why)) {
+                  dn.servers.push_back(s);
+                } else {
+                  add(e, ep, quoted(s) + ": " + why);
+                }
+              });
+            }},
+           {"timeout",
+            [&](const toml::node& v, const std::string& kp) { read_duration(v, kp, dn.timeout); }},
+           {"attempts",
+            [&](const toml::node& v, const std::string& kp) {
+              read_uint(v, kp, 1, 10, dn.attempts);
+            }},
+           {"prefer_ipv6",
+            [&](const toml::node& v, const std::string& kp) { read_bool(v, kp, dn.prefer_ipv6); }},
+           {"cache_size", [&](const toml::node& v, const std::string& kp) {
+              read_uint(v, kp, 0, 10000000, dn.cache_size);
+            }}});
   };
 
   auto store = [&](const toml::node& n, const std::string& p) {
@@ -589,6 +676,25 @@ void Loader::load(const toml::table& root, Config& c) {
       add(key.source(), "unknown key " + quoted(key.str()) +
                             " at top level (keys belong in a table such as [server])");
     }
+  }
+
+  // Domain overrides start from the [delivery] defaults wherever they were written.
+  if (domains_node != nullptr && domains_node->is_table()) {
+    size_t i = 0;
+    for (auto&& [key, value] : *domains_node->as_table()) {
+      std::string name(key.str());
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char ch) { return std::tolower(ch); });
+      if (i >= c.delivery.domains.size() || c.delivery.domains[i].first != name) continue;
+      auto& pol = c.delivery.domains[i++].second;
+      pol = c.delivery.defaults;
+      std::string dp = "delivery.domains." + quoted(name);
+      table(value, dp, "[delivery.domains." + quoted(name) + "]", policy_fields(pol));
+    }
+  }
+  if (delivery_node != nullptr && !c.delivery.relayhost_username.empty() &&
+      c.delivery.relayhost.empty()) {
+    add(*delivery_node, "delivery", "relayhost_username is set but relayhost is empty");
   }
 
   // Checks that involve more than one key, or defaults that need the system.

@@ -4,6 +4,8 @@
 // trusted_networks on every connection) does not pull in toml++.
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -245,6 +247,28 @@ std::string list(const std::vector<T>& v, F format) {
 
 }  // namespace
 
+std::string_view tls_policy_name(Config::TlsPolicy p) {
+  switch (p) {
+    case Config::TlsPolicy::none:
+      return "none";
+    case Config::TlsPolicy::opportunistic:
+      return "opportunistic";
+    case Config::TlsPolicy::required:
+      return "required";
+  }
+  return "?";
+}
+
+const Config::DestinationPolicy& Config::Delivery::policy_for(std::string_view domain) const {
+  for (const auto& [name, p] : domains)
+    if (name.size() == domain.size() &&
+        std::equal(name.begin(), name.end(), domain.begin(), [](char a, char b) {
+          return a == std::tolower(static_cast<unsigned char>(b));
+        }))
+      return p;
+  return defaults;
+}
+
 std::string describe(const Config& c) {
   // Valid TOML in the loader's own key names: an operator can diff it against the file,
   // or save it as a config with every default spelled out.
@@ -312,9 +336,35 @@ std::string describe(const Config& c) {
   line("retry_intervals", list(d.retry_intervals, dur));
   line("max_lifetime", dur(d.max_lifetime));
   line("delay_notice_after", dur(d.delay_notice_after));
+  line("enabled", boolean(d.enabled));
+  line("threads", num(d.threads));
+  line("relayhost_username", str(d.relayhost_username));
+  line("relayhost_password", str(d.relayhost_password.empty() ? "" : "********"),
+       d.relayhost_password.empty() ? "" : "hidden");
+  line("connect_timeout", dur(d.connect_timeout));
+  line("command_timeout", dur(d.command_timeout));
+  line("data_timeout", dur(d.data_timeout));
+  line("max_inflight", num(d.max_inflight));
+  auto policy = [&](const Config::DestinationPolicy& p) {
+    line("max_connections", num(p.max_connections));
+    line("max_messages_per_connection", num(p.max_messages_per_connection));
+    line("max_recipients_per_transaction", num(p.max_recipients_per_transaction));
+    line("max_messages_per_minute", num(p.max_messages_per_minute),
+         p.max_messages_per_minute ? "" : "no rate limit");
+    line("tls", str(std::string(tls_policy_name(p.tls))));
+  };
+  policy(d.defaults);
+  for (const auto& [domain, p] : d.domains) {
+    o += "\n[delivery.domains." + str(domain) + "]\n";
+    policy(p);
+  }
 
   o += "\n[dns]\n";
   line("servers", list(c.dns.servers, str), c.dns.servers.empty() ? "/etc/resolv.conf" : "");
+  line("timeout", dur(c.dns.timeout));
+  line("attempts", num(c.dns.attempts));
+  line("prefer_ipv6", boolean(c.dns.prefer_ipv6));
+  line("cache_size", num(c.dns.cache_size));
 
   o += "\n[store]\n";
   line("backend", str(c.store.backend));

@@ -73,9 +73,17 @@ relayhost = ""                 # "host:port" smart host; empty = deliver by MX l
 retry_intervals = ["5m", "10m", "20m", "40m", "1h", "2h", "4h"]  # the last repeats
 max_lifetime = "5d"            # then the message expires and bounces
 delay_notice_after = "4h"      # one "delayed" DSN after this long
+max_connections = 20           # per destination (domain or relayhost) at once
+max_messages_per_connection = 100
+max_recipients_per_transaction = 100
+max_messages_per_minute = 0    # per destination; 0 = no rate limit
+tls = "opportunistic"          # none | opportunistic | required
+# [delivery.domains."example.com"] overrides the five keys above for one domain.
 
 [dns]
 servers = []                   # e.g. ["127.0.0.1:5353"]; empty = /etc/resolv.conf
+timeout = "3s"                 # per try and server
+attempts = 2
 
 [store]
 backend = "lmdb"               # lmdb | lmtp | maildir

@@ -691,3 +691,62 @@ TEST(ConfigAuthTest, KeysAndLimits) {
 
 }  // namespace
 }  // namespace ringmail::conf
+
+namespace ringmail::conf {
+namespace {
+
+TEST(ConfigTest, DeliveryPolicyAndDomainOverrides) {
+  Config c = must_load(R"(
+[delivery]
+max_connections = 7
+max_messages_per_connection = 3
+tls = "required"
+relayhost = "smart.example.test:587"
+relayhost_username = "u"
+relayhost_password = "p"
+command_timeout = "3s"
+enabled = false
+
+[delivery.domains."Slow.Example"]
+max_connections = 1
+max_messages_per_minute = 60
+tls = "none"
+
+[dns]
+timeout = "1s"
+attempts = 3
+)");
+  EXPECT_FALSE(c.delivery.enabled);
+  EXPECT_EQ(c.delivery.defaults.max_connections, 7u);
+  EXPECT_EQ(c.delivery.defaults.tls, Config::TlsPolicy::required);
+  EXPECT_EQ(c.delivery.command_timeout, std::chrono::seconds(3));
+  ASSERT_EQ(c.delivery.domains.size(), 1u);
+  EXPECT_EQ(c.delivery.domains[0].first, "slow.example");
+  const auto& slow = c.delivery.policy_for("SLOW.example");
+  EXPECT_EQ(slow.max_connections, 1u);
+  EXPECT_EQ(slow.max_messages_per_minute, 60u);
+  EXPECT_EQ(slow.tls, Config::TlsPolicy::none);
+  // Keys the override leaves out come from [delivery], not from the built-in defaults.
+  EXPECT_EQ(slow.max_messages_per_connection, 3u);
+  EXPECT_EQ(&c.delivery.policy_for("other.example"), &c.delivery.defaults);
+  EXPECT_EQ(c.dns.timeout, std::chrono::seconds(1));
+  EXPECT_EQ(c.dns.attempts, 3u);
+  // describe() output loads again.
+  EXPECT_TRUE(load_string(describe(c), "again").ok()) << describe(c);
+}
+
+TEST(ConfigTest, DeliveryPolicyErrors) {
+  EXPECT_NE(errors("[delivery]\ntls = \"maybe\"\n").find("unknown TLS policy"), std::string::npos);
+  EXPECT_NE(errors("[delivery.domains.\"bad domain\"]\nmax_connections = 1\n")
+                .find("not a valid domain name"),
+            std::string::npos);
+  EXPECT_NE(errors("[delivery.domains.\"a.example\"]\nmax_conections = 1\n").find("unknown key"),
+            std::string::npos);
+  EXPECT_NE(errors("[delivery]\nmax_connections = 0\n").find("must be between 1"),
+            std::string::npos);
+  EXPECT_NE(errors("[delivery]\nrelayhost_username = \"u\"\n").find("relayhost is empty"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace ringmail::conf
