@@ -16,8 +16,10 @@
 #include "auth/user_db.h"
 #include "auth/verified_cache.h"
 #include "conf/config.h"
+#include "mta/delivery/service.h"
 #include "mta/runtime/worker_pool.h"
 #include "mta/server/server.h"
+#include "mta/store/mail_store.h"
 #include "queue/committer.h"
 #include "queue/store.h"
 
@@ -155,10 +157,32 @@ int main(int argc, char** argv) {
   rt::WorkerPool hash_pool(config.auth.hash_threads);
   auth::AuthThrottle throttle(config.auth.max_failures, config.auth.failure_window);
   auth::VerifiedCache verified(config.auth.cache_ttl);
+  // Local mail (relay.local_domains) goes to the built-in LMDB mailbox store.
+  auto mail =
+      store::LmdbMailStore::open((std::filesystem::path(config.server.data_dir) / "mail").string());
+  if (!mail) {
+    std::fprintf(stderr, "ringmaild: %s\n", mail.error().message.c_str());
+    return 1;
+  }
+  rt::WorkerPool store_pool(2);
+  delivery::Service delivery(
+      {&config, store->get(), &committer, users->get(), mail->get(), &store_pool});
+  if (config.delivery.enabled) {
+    committer.set_on_commit([&delivery] { delivery.wake(); });
+    if (auto s = delivery.start(); !s) {
+      std::fprintf(stderr, "ringmaild: %s\n", s.error().message.c_str());
+      return 1;
+    }
+  } else {
+    std::fprintf(stderr, "ringmaild: delivery.enabled = false: mail is accepted and queued only\n");
+  }
+
   server::Server srv(config, committer,
                      smtp::AuthServices{users->get(), &hash_pool, &throttle, &verified});
   if (auto s = srv.start(); !s) {
     std::fprintf(stderr, "ringmaild: %s\n", s.error().message.c_str());
+    delivery.stop();
+    committer.stop();  // before `delivery` is destroyed: outcomes report back to it
     return 1;
   }
   std::fprintf(stderr, "ringmaild: started, hostname %s, data in %s\n",
@@ -190,8 +214,11 @@ int main(int argc, char** argv) {
     break;
   }
   srv.stop();
+  delivery.stop();
   committer.stop();
   std::fprintf(stderr, "group-commit: %s\n", committer.stats().summary().c_str());
+  if (config.delivery.enabled)
+    std::fprintf(stderr, "delivery: %s\n", delivery.stats().summary().c_str());
   ::close(log_fd);
   std::fprintf(stderr, "ringmaild: stopped\n");
   return 0;

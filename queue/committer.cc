@@ -208,6 +208,7 @@ void Committer::commit_batch(std::vector<WriteRequest*>& batch) {
     for (auto* r : batch)
       if (!r->status) stats_.failed++;
   }
+  if ((committed || updates) && on_commit_) on_commit_();
   // Last: on_done() may free the request.
   for (auto* r : batch) r->on_done();
   batch.clear();

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -99,6 +100,9 @@ class Committer {
   // recipient, delivery events) to `fd` after each commit, from the committer thread.
   // Call before submitting.
   void set_event_log(int fd) { log_fd_ = fd; }
+  // Runs on the committer thread after each commit that wrote something (the delivery
+  // scheduler's wake-up: new mail is due at once). Call before submitting.
+  void set_on_commit(std::function<void()> fn) { on_commit_ = std::move(fn); }
 
  private:
   void run();
@@ -114,6 +118,7 @@ class Committer {
   mutable std::mutex stats_mu_;  // stats() readers only; never on the enqueue path
   CommitStats stats_;
   int log_fd_ = -1;
+  std::function<void()> on_commit_;
   bool log_failed_ = false;  // warned once; the LMDB events table still has every event
   std::thread thread_;
 };

@@ -607,6 +607,10 @@ rt::Task<void> SmtpClient::quit() {
   broken_ = true;
 }
 
+void SmtpClient::abort() {
+  ::shutdown(stream_.fd(), SHUT_RDWR);
+}
+
 rt::Task<Result<int>> connect_to(rt::Loop& loop, const sockaddr* addr, socklen_t len,
                                  rt::Duration timeout) {
   int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);

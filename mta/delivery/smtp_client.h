@@ -144,6 +144,10 @@ class SmtpClient {
   rt::Task<TransactionResult> send(const MailParams& mail, std::span<const RcptParams> rcpts,
                                    std::string_view message);
 
+  // Any time, even while another call waits: shuts the socket down so a pending read or
+  // send ends at once (daemon shutdown must not wait for a stalled server). The waiting
+  // call reports a lost connection.
+  void abort();
   // RSET, so the connection can carry another message.
   rt::Task<Status> reset();
   // QUIT and close_notify, best effort; the connection is unusable afterwards.

@@ -110,11 +110,16 @@ class Daemon:
     max_failures, failure_window, failure_delay, sender_ownership, ...). tls_cert/tls_key
     become [tls] cert/key; without them the daemon makes a self-signed certificate under
     <data_dir>/tls/ on first start.
+
+    delivery={...} becomes the [delivery] table (a "domains" entry maps domain ->
+    {key: value} for [delivery.domains."x"]); without it delivery is disabled
+    (enabled = false). dns={...} becomes [dns]; the default points at a dead loopback
+    port so no test ever reaches a real resolver.
     """
 
     def __init__(self, trusted_networks=(), local_domains=(LOCAL_DOMAIN,), hostname=HOSTNAME,
                  threads=2, data_dir=None, extra_toml="", submission=False, submissions=False,
-                 auth=None, tls_cert=None, tls_key=None, **limits):
+                 auth=None, tls_cert=None, tls_key=None, delivery=None, dns=None, **limits):
         if not os.path.exists(RINGMAILD):
             raise unittest.SkipTest(f"ringmaild not built: {RINGMAILD} is missing")
         self.trusted_networks = list(trusted_networks)
@@ -133,6 +138,12 @@ class Daemon:
         self.submission_port = 0
         self.submissions_port = 0
         self.auth = dict(auth or {})
+        # Delivery is off unless a test asks for it (delivery={...}): accept-side tests
+        # keep their mail in the queue, and nothing ever asks a DNS server off loopback.
+        self.delivery = dict(delivery) if delivery is not None else {"enabled": False}
+        # Never the system resolver: port 9 on loopback answers nothing.
+        self.dns = dict(dns) if dns is not None else {"servers": ["127.0.0.1:9"],
+                                                      "timeout": "1s", "attempts": 1}
         self.tls_cert = tls_cert
         self.tls_key = tls_key
         self.proc: subprocess.Popen | None = None
@@ -180,6 +191,23 @@ class Daemon:
             for k, v in self.auth.items():
                 lines.append(f"{k} = {_toml_value(v)}")
             lines.append("")
+        lines.append("[delivery]")
+        domains = {}
+        for k, v in self.delivery.items():
+            if k == "domains":
+                domains = v
+                continue
+            lines.append(f"{k} = {_toml_value(v)}")
+        lines.append("")
+        for name, keys in domains.items():
+            lines.append(f"[delivery.domains.{_toml_value(name)}]")
+            for k, v in keys.items():
+                lines.append(f"{k} = {_toml_value(v)}")
+            lines.append("")
+        lines.append("[dns]")
+        for k, v in self.dns.items():
+            lines.append(f"{k} = {_toml_value(v)}")
+        lines.append("")
         if self.limits:
             lines.append("[limits]")
             for k, v in self.limits.items():
