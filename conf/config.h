@@ -111,7 +111,8 @@ struct Config {
     Seconds connect_timeout{30};
     Seconds command_timeout{300};  // RFC 5321 4.5.3.2: greeting, MAIL, RCPT (5 min)
     Seconds data_timeout{600};     // RFC 5321 4.5.3.2.6: reply to the final dot (10 min)
-    uint32_t max_inflight = 20000;  // recipients' messages held in memory for delivery
+    uint32_t max_inflight = 20000;  // messages handed to delivery at once
+    uint64_t max_inflight_bytes = 268435456;  // their bodies, held in memory meanwhile
     DestinationPolicy defaults;
     std::vector<std::pair<std::string, DestinationPolicy>> domains;  // lower-cased
     const DestinationPolicy& policy_for(std::string_view domain) const;

@@ -585,6 +585,10 @@ void Loader::load(const toml::table& root, Config& c) {
          [&](const toml::node& v, const std::string& kp) {
            read_uint(v, kp, 1, 10000000, d.max_inflight);
          }},
+        {"max_inflight_bytes",
+         [&](const toml::node& v, const std::string& kp) {
+           read_uint(v, kp, 1 << 20, kAny, d.max_inflight_bytes, "bytes, at least 1 MiB");
+         }},
         {"domains",
          [&](const toml::node& v, const std::string& kp) {
            domains_node = &v;

@@ -345,6 +345,7 @@ std::string describe(const Config& c) {
   line("command_timeout", dur(d.command_timeout));
   line("data_timeout", dur(d.data_timeout));
   line("max_inflight", num(d.max_inflight));
+  line("max_inflight_bytes", num(d.max_inflight_bytes));
   auto policy = [&](const Config::DestinationPolicy& p) {
     line("max_connections", num(p.max_connections));
     line("max_messages_per_connection", num(p.max_messages_per_connection));

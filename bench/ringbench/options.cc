@@ -163,6 +163,10 @@ Result<SinkOptions> parse_sink_options(int argc, char** argv) {
       ok = to_number<unsigned>(v, 16, 32768, o.buffers) && (o.buffers & (o.buffers - 1)) == 0;
     else if (f == "--buffer-size")
       ok = to_number<unsigned>(v, 1024, 1u << 20, o.buffer_size);
+    else if (f == "--expect")
+      ok = to_number<uint64_t>(v, 1, UINT64_MAX, o.expect);
+    else if (f == "--expect-seconds")
+      ok = to_number<unsigned>(v, 1, 86400, o.expect_seconds);
     else
       return bad(f, "unknown option");
     if (!ok) return bad(f, "bad value '" + std::string(v) + "'");
@@ -186,14 +190,16 @@ void print_usage() {
       "            [--io-timeout-seconds S] [--retries R] [--helo NAME]\n"
       "            [--starttls | --tls-on-connect] [--auth USER:PASSWORD]\n"
       "  ringbench sink --port P [--address 127.0.0.1] [--threads T] [--fsync] [--fsync-dir D]\n"
-      "                 [--buffers N] [--buffer-size BYTES]\n"
+      "                 [--buffers N] [--buffer-size BYTES] [--expect N [--expect-seconds S]]\n"
       "\n"
       "load generator: N messages (default 1000) over C connections (default 10), BYTES of\n"
       "content each (default 1024), M per connection before QUIT and reconnect (0 = all).\n"
       "--starttls / --tls-on-connect: every connection does a full TLS handshake (no\n"
       "resumption, no certificate check); --auth: AUTH PLAIN on every connection.\n"
       "Last line: RESULT messages= errors= seconds= msgs_per_sec= mb_per_sec= p50_ms= p99_ms=\n"
-      "sink: accepts and discards mail; SIGTERM/SIGINT print 'SINK messages=N' and exit 0.\n");
+      "sink: accepts and discards mail; SIGTERM/SIGINT print 'SINK messages=N' and exit 0.\n"
+      "--expect N: exit once N messages arrived, printing 'SINK messages=N connections=C\n"
+      "reached_at=EPOCH' (unix seconds, ns precision); exit 1 if S seconds pass first.\n");
 }
 
 }  // namespace ringbench

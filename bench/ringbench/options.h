@@ -43,6 +43,10 @@ struct SinkOptions {
   std::string fsync_dir;    // where those files live ($TMPDIR or /tmp)
   unsigned buffers = 1024;  // provided receive buffers per thread (power of two)
   unsigned buffer_size = 16384;
+  // --expect N: exit as soon as N messages have arrived (end-to-end relay runs), printing
+  // when that happened; --expect-seconds bounds the wait.
+  uint64_t expect = 0;
+  unsigned expect_seconds = 600;
 };
 
 // argv after the program name (and after "sink" for the sink).

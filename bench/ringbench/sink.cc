@@ -148,19 +148,43 @@ int run_sink(const SinkOptions& opt) {
     for (auto& w : workers) n += w->state.count.load(std::memory_order_relaxed);
     return n;
   };
+  auto connections = [&workers] {
+    uint64_t n = 0;
+    for (auto& w : workers) n += w->state.connections.load(std::memory_order_relaxed);
+    return n;
+  };
   uint64_t last = 0;
   auto last_time = std::chrono::steady_clock::now();
+  const auto expect_deadline = last_time + std::chrono::seconds(opt.expect_seconds);
+  int rc = 0;
+  bool reached = false;
+  timespec reached_at{};
   for (;;) {
-    timespec one_second{1, 0};
-    int sig = sigtimedwait(&sigs, nullptr, &one_second);
+    // With --expect the count is polled every millisecond: the moment it is reached is
+    // the end of an end-to-end run.
+    timespec wait = opt.expect ? timespec{0, 1000000} : timespec{1, 0};
+    int sig = sigtimedwait(&sigs, nullptr, &wait);
     if (sig == SIGTERM || sig == SIGINT) break;
     if (sig < 0 && errno != EAGAIN && errno != EINTR) {
       std::perror("sink: sigtimedwait");
       break;
     }
     auto now = std::chrono::steady_clock::now();
+    if (opt.expect) {
+      if (total() >= opt.expect) {
+        clock_gettime(CLOCK_REALTIME, &reached_at);
+        reached = true;
+        break;
+      }
+      if (now >= expect_deadline) {
+        std::fprintf(stderr, "sink: --expect %" PRIu64 ": only %" PRIu64 " after %u s\n",
+                     opt.expect, total(), opt.expect_seconds);
+        rc = 1;
+        break;
+      }
+    }
     double dt = std::chrono::duration<double>(now - last_time).count();
-    if (dt < 0.999) continue;  // woken early (EINTR): report on whole seconds
+    if (dt < 0.999) continue;  // woken early (EINTR, --expect polling): whole seconds
     uint64_t n = total();
     if (n != last) {
       std::fprintf(stderr, "sink: total=%" PRIu64 " rate=%.0f/s\n", n,
@@ -180,9 +204,14 @@ int run_sink(const SinkOptions& opt) {
     w->thread.join();
     if (w->state.file_fd >= 0) ::close(w->state.file_fd);
   }
-  std::printf("SINK messages=%" PRIu64 "\n", total());
+  if (reached)
+    std::printf("SINK messages=%" PRIu64 " connections=%" PRIu64 " reached_at=%lld.%09ld\n",
+                total(), connections(), static_cast<long long>(reached_at.tv_sec),
+                reached_at.tv_nsec);
+  else
+    std::printf("SINK messages=%" PRIu64 " connections=%" PRIu64 "\n", total(), connections());
   std::fflush(stdout);
-  return 0;
+  return rc;
 }
 
 }  // namespace ringbench

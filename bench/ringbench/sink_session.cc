@@ -331,6 +331,7 @@ rt::Task<void> SinkSession::run() {
 
 rt::Task<void> serve_sink(SinkThread& t, rt::Loop& loop, int fd) {
   rt::set_nodelay(fd);
+  t.connections.fetch_add(1, std::memory_order_relaxed);
   SinkSession s(t, loop, fd);
   co_await s.run();
 }

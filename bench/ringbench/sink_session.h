@@ -25,6 +25,7 @@ class SinkSession;
 // which the main thread reads.
 struct alignas(64) SinkThread {
   std::atomic<uint64_t> count{0};
+  std::atomic<uint64_t> connections{0};
   uint64_t local_count = 0;
   SinkSession* sessions = nullptr;  // intrusive list, for shutdown
   bool fsync = false;

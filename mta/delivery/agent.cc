@@ -210,8 +210,9 @@ rt::Task<void> Agent::pace(Destination& d) {
   if (rate == 0) co_return;
   auto interval = std::chrono::duration_cast<rt::Duration>(std::chrono::minutes(1)) / rate;
   auto now = rt::Clock::now();
-  if (d.next_send > now) {
-    rt::Sleep wait(loop_, d.next_send - now);
+  // In steps, so a shutdown is not held up by a slow rate (one a minute = 60 s waits).
+  while (d.next_send > now && !stopping_) {
+    rt::Sleep wait(loop_, std::min<rt::Duration>(d.next_send - now, std::chrono::milliseconds(100)));
     co_await wait;
     now = rt::Clock::now();
   }

@@ -168,7 +168,10 @@ void Service::drain_done() {
     MpscNode* next = n->mpsc_next;
     auto* req = static_cast<OutcomeRequest*>(static_cast<queue::WriteRequest*>(n));
     auto it = inflight_.find(req->id.value);
-    if (it != inflight_.end() && --it->second == 0) inflight_.erase(it);
+    if (it != inflight_.end() && --it->second.jobs == 0) {
+      inflight_bytes_ -= it->second.bytes;
+      inflight_.erase(it);
+    }
     if (!req->status) {
       std::fprintf(stderr, "delivery: outcome for %s not written: %s\n", req->id.str().c_str(),
                    req->status.error().message.c_str());
@@ -185,7 +188,8 @@ void Service::drain_done() {
 void Service::scan(int64_t now) {
   const conf::Config& c = *deps_.config;
   const size_t cap = c.delivery.max_inflight;
-  if (inflight_.size() >= cap) return;
+  const uint64_t byte_cap = c.delivery.max_inflight_bytes;
+  if (inflight_.size() >= cap || inflight_bytes_ >= byte_cap) return;
   std::vector<queue::QueueId> due;
   std::unordered_set<uint64_t> seen;
   Status s = deps_.store->for_each_due(now, [&](int64_t, queue::QueueId id) {
@@ -199,6 +203,9 @@ void Service::scan(int64_t now) {
     return;
   }
   for (queue::QueueId id : due) {
+    // Bodies are held in memory while their jobs are out: bound the total (the rest
+    // stays due in the queue and goes out as earlier jobs finish).
+    if (inflight_bytes_ >= byte_cap) break;
     Result<queue::Envelope> env = deps_.store->load(id);
     if (!env) continue;  // deleted meanwhile (ringctl queue delete)
     auto body = std::make_shared<std::string>();
@@ -224,7 +231,8 @@ void Service::scan(int64_t now) {
       (*j)->recipients.push_back(i);
     }
     if (jobs.empty()) continue;
-    inflight_[id.value] = static_cast<uint32_t>(jobs.size());
+    inflight_[id.value] = {static_cast<uint32_t>(jobs.size()), body->size()};
+    inflight_bytes_ += body->size();
     jobs_.fetch_add(jobs.size(), std::memory_order_relaxed);
     for (Job* job : jobs) {
       Worker& w = *workers_[agent_for(job->destination)];
@@ -238,9 +246,11 @@ void Service::run_scheduler() {
   int64_t last_scan = 0;
   while (!stopping_.load(std::memory_order_acquire)) {
     pollfd p{wake_fd_, POLLIN, 0};
-    int64_t now = static_cast<int64_t>(std::time(nullptr));
-    // At least once a second: retries come due, ringctl flushes, other writers.
-    int timeout_ms = now > last_scan ? 0 : 1000;
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    // At least once a second (at the turn of each second, as the schedule is kept in
+    // seconds): retries come due, ringctl flushes, other writers.
+    int timeout_ms = ts.tv_sec > last_scan ? 0 : static_cast<int>(1000 - ts.tv_nsec / 1000000) + 1;
     int r = ::poll(&p, 1, timeout_ms);
     if (r > 0) {
       uint64_t v;
@@ -250,7 +260,7 @@ void Service::run_scheduler() {
     }
     if (stopping_.load(std::memory_order_acquire)) break;
     drain_done();
-    now = static_cast<int64_t>(std::time(nullptr));
+    int64_t now = static_cast<int64_t>(std::time(nullptr));
     scan(now);
     last_scan = now;
   }

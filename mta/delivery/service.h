@@ -101,7 +101,12 @@ class Service {
   MpscStack done_;
   // Scheduler thread only: jobs out per message id, and ids whose last outcome could not
   // be written (retried after a pause rather than every second).
-  std::unordered_map<uint64_t, uint32_t> inflight_;
+  struct InFlight {
+    uint32_t jobs = 0;
+    uint64_t bytes = 0;
+  };
+  std::unordered_map<uint64_t, InFlight> inflight_;
+  uint64_t inflight_bytes_ = 0;  // message bodies held for jobs out
   std::unordered_map<uint64_t, int64_t> cooldown_;
   std::atomic<uint64_t> jobs_{0};
   std::atomic<uint64_t> outcomes_{0};
