@@ -158,6 +158,11 @@ int main(int argc, char** argv) {
   auth::AuthThrottle throttle(config.auth.max_failures, config.auth.failure_window);
   auth::VerifiedCache verified(config.auth.cache_ttl);
   // Local mail (relay.local_domains) goes to the built-in LMDB mailbox store.
+  if (config.store.backend != "lmdb") {
+    std::fprintf(stderr, "ringmaild: store.backend = \"%s\" is not built yet (only \"lmdb\")\n",
+                 config.store.backend.c_str());
+    return 1;
+  }
   auto mail =
       store::LmdbMailStore::open((std::filesystem::path(config.server.data_dir) / "mail").string());
   if (!mail) {
