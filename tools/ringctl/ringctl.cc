@@ -10,6 +10,7 @@
 
 #include "conf/config.h"
 #include "queue/store.h"
+#include "tools/ringctl/status_cmd.h"
 #include "tools/ringctl/user_cmd.h"
 
 using namespace ringmail;
@@ -22,11 +23,8 @@ int usage() {
                "  queue list              one line per queued message, queue id first\n"
                "  queue show ID           envelope, recipients and the whole stored message\n"
                "  queue delete ID...      remove messages from the queue\n"
-               "  queue flush             retry deferred mail now (delivery: not built yet)\n"
-               "  status ID|MSGID|ADDR    every recipient's state and the delivery events\n"
-               "  stats                   queue totals by recipient state\n"
-               "%s",
-               ringctl::user_usage());
+               "%s%s",
+               ringctl::status_usage(), ringctl::user_usage());
   return 2;
 }
 
@@ -178,61 +176,6 @@ int queue_delete(queue::Store& q, const std::vector<std::string>& ids) {
   return rc;
 }
 
-// A queue id, a Message-ID (with or without <>), or an address (sender or recipient).
-int status(queue::Store& q, const std::string& key) {
-  std::vector<std::pair<queue::QueueId, queue::Envelope>> found;
-  auto id = queue::QueueId::parse(key);
-  std::string bare = key;
-  if (bare.size() > 2 && bare.front() == '<' && bare.back() == '>')
-    bare = bare.substr(1, bare.size() - 2);
-  auto s = q.for_each([&](queue::QueueId qid, const queue::Envelope& e) {
-    bool match = (id && qid == *id) || e.message_id == key || e.message_id == "<" + bare + ">" ||
-                 e.sender == bare;
-    for (const auto& r : e.recipients) match = match || r.address == bare;
-    if (match) found.emplace_back(qid, e);
-    return true;
-  });
-  if (!s) {
-    std::fprintf(stderr, "ringctl: %s\n", s.error().message.c_str());
-    return 1;
-  }
-  if (found.empty()) {
-    std::fprintf(stderr, "ringctl: nothing in the queue matches '%s'\n", key.c_str());
-    return 1;
-  }
-  for (const auto& [qid, e] : found) {
-    std::printf("%s <%s> %s message_id=%s\n", qid.str().c_str(), e.sender.c_str(),
-                iso_time(e.arrival_us).c_str(), e.message_id.empty() ? "-" : e.message_id.c_str());
-    print_recipients(e);
-    (void)q.for_each_event(qid.value, [](std::string_view ev) {
-      std::printf("  event: %.*s\n", static_cast<int>(ev.size()), ev.data());
-    });
-  }
-  return 0;
-}
-
-int stats(queue::Store& q) {
-  size_t messages = 0, bytes = 0;
-  size_t by_state[6] = {};
-  auto s = q.for_each([&](queue::QueueId, const queue::Envelope& e) {
-    ++messages;
-    bytes += e.body_size;
-    for (const auto& r : e.recipients) by_state[static_cast<int>(r.state)]++;
-    return true;
-  });
-  if (!s) {
-    std::fprintf(stderr, "ringctl: %s\n", s.error().message.c_str());
-    return 1;
-  }
-  std::printf("messages: %zu\nbytes: %zu\n", messages, bytes);
-  for (int i = 0; i < 6; ++i)
-    std::printf("recipients_%s: %zu\n",
-                std::string(queue::state_name(static_cast<queue::RcptState>(i))).c_str(),
-                by_state[i]);
-  std::printf("map_size: %llu\n", static_cast<unsigned long long>(q.map_size()));
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -258,25 +201,18 @@ int main(int argc, char** argv) {
   if (cmd == "user")
     return ringctl::user_command(*cfg, std::vector<std::string>(args.begin() + 1, args.end()));
   if (cmd != "queue" && cmd != "status" && cmd != "stats") return usage();
-  if (cmd == "queue" && args.size() >= 2 && args[1] == "flush") {
-    std::fprintf(stderr,
-                 "ringctl: queue flush: outbound delivery is not built yet; nothing is retried\n");
-    return 2;
-  }
   auto q = open_queue(*cfg);
   if (!q) {
     std::fprintf(stderr, "ringctl: %s\n", q.error().message.c_str());
     return 1;
   }
-  if (cmd == "stats") return stats(**q);
-  if (cmd == "status") {
-    if (args.size() != 2) return usage();
-    return status(**q, args[1]);
-  }
+  if (cmd == "stats") return ringctl::stats_command(**q, {args.begin() + 1, args.end()});
+  if (cmd == "status") return ringctl::status_command(**q, {args.begin() + 1, args.end()});
   if (args.size() < 2) return usage();
   const std::string& sub = args[1];
   if (sub == "list" && args.size() == 2) return queue_list(**q);
   if (sub == "show" && args.size() == 3) return queue_show(**q, args[2]);
+  if (sub == "flush") return ringctl::flush_command(**q, {args.begin() + 2, args.end()});
   if (sub == "delete" && args.size() >= 3)
     return queue_delete(**q, std::vector<std::string>(args.begin() + 2, args.end()));
   return usage();
