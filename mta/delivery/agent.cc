@@ -212,7 +212,8 @@ rt::Task<void> Agent::pace(Destination& d) {
   auto now = rt::Clock::now();
   // In steps, so a shutdown is not held up by a slow rate (one a minute = 60 s waits).
   while (d.next_send > now && !stopping_) {
-    rt::Sleep wait(loop_, std::min<rt::Duration>(d.next_send - now, std::chrono::milliseconds(100)));
+    rt::Sleep wait(loop_,
+                   std::min<rt::Duration>(d.next_send - now, std::chrono::milliseconds(100)));
     co_await wait;
     now = rt::Clock::now();
   }
@@ -430,6 +431,9 @@ rt::Task<void> Agent::local(std::shared_ptr<Destination> d) {
     auto work = [&deps, job]() {
       std::vector<RecipientResult> results;
       int64_t now = now_us() / 1000000;
+      // One copy per mailbox: a user named twice (directly and through an alias) gets
+      // the message once, as Postfix's duplicate elimination does.
+      std::vector<std::pair<std::string, Response>> done;
       for (uint32_t i : job->recipients) {
         const std::string& addr = job->envelope->recipients[i].address;
         RecipientResult rr;
@@ -446,15 +450,26 @@ rt::Task<void> Agent::local(std::shared_ptr<Destination> d) {
           rr.response.code = 550;
         } else {
           const auth::User& u = **owner;
-          Result<uint32_t> uid = deps.mail->deliver(u.address, *job->body, u.quota, now);
-          if (uid) {
-            rr.response = local_response(
-                Outcome::delivered, "2.0.0",
-                "delivered to mailbox " + u.address + " uid " + std::to_string(*uid));
-          } else if (uid.error().code == 452) {
-            rr.response = local_response(Outcome::deferred, "4.2.2", uid.error().message);
+          auto same = std::find_if(done.begin(), done.end(),
+                                   [&](const auto& d) { return d.first == u.address; });
+          if (same != done.end()) {
+            rr.response = same->second;
           } else {
-            rr.response = local_response(Outcome::deferred, "4.3.0", uid.error().message);
+            // RFC 5321 4.4: the final delivery adds Return-Path; Delivered-To lets the
+            // user (and loop detection) see which address brought it here.
+            std::string message = "Return-Path: <" + job->envelope->sender + ">\r\n" +
+                                  "Delivered-To: " + u.address + "\r\n" + *job->body;
+            Result<uint32_t> uid = deps.mail->deliver(u.address, message, u.quota, now);
+            if (uid) {
+              rr.response = local_response(
+                  Outcome::delivered, "2.0.0",
+                  "delivered to mailbox " + u.address + " uid " + std::to_string(*uid));
+            } else if (uid.error().code == 452) {
+              rr.response = local_response(Outcome::deferred, "4.2.2", uid.error().message);
+            } else {
+              rr.response = local_response(Outcome::deferred, "4.3.0", uid.error().message);
+            }
+            done.emplace_back(u.address, rr.response);
           }
         }
         results.push_back(std::move(rr));

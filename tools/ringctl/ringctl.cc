@@ -10,6 +10,7 @@
 
 #include "conf/config.h"
 #include "queue/store.h"
+#include "tools/ringctl/mailbox_cmd.h"
 #include "tools/ringctl/status_cmd.h"
 #include "tools/ringctl/user_cmd.h"
 
@@ -23,8 +24,8 @@ int usage() {
                "  queue list              one line per queued message, queue id first\n"
                "  queue show ID           envelope, recipients and the whole stored message\n"
                "  queue delete ID...      remove messages from the queue\n"
-               "%s%s",
-               ringctl::status_usage(), ringctl::user_usage());
+               "%s%s%s",
+               ringctl::status_usage(), ringctl::user_usage(), ringctl::mailbox_usage());
   return 2;
 }
 
@@ -200,6 +201,8 @@ int main(int argc, char** argv) {
   const std::string& cmd = args[0];
   if (cmd == "user")
     return ringctl::user_command(*cfg, std::vector<std::string>(args.begin() + 1, args.end()));
+  if (cmd == "mailbox")
+    return ringctl::mailbox_command(*cfg, std::vector<std::string>(args.begin() + 1, args.end()));
   if (cmd != "queue" && cmd != "status" && cmd != "stats") return usage();
   auto q = open_queue(*cfg);
   if (!q) {
