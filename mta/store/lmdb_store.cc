@@ -68,9 +68,10 @@ std::string message_key(std::string_view account, uint32_t uid) {
   return k;
 }
 
-// One deliver at a time per process: LMDB serialises writers anyway, and growing the map
-// needs no transaction of this process open.
-std::mutex g_write_mu;
+// One call at a time per process: LMDB serialises writers anyway, and growing the map
+// (mdb_env_set_mapsize) needs no transaction of this process open, readers included.
+// Reads are short (one record, or one cursor walk) and off the loop threads.
+std::mutex g_mu;
 
 }  // namespace
 
@@ -122,7 +123,7 @@ bool LmdbMailStore::grow_map() {
 
 Result<uint32_t> LmdbMailStore::deliver(std::string_view account, std::string_view message,
                                         uint64_t quota, int64_t now) {
-  std::lock_guard lock(g_write_mu);
+  std::lock_guard lock(g_mu);
   for (int round = 0; round < 8; ++round) {
     MDB_txn* txn;
     int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
@@ -181,6 +182,7 @@ Result<uint32_t> LmdbMailStore::deliver(std::string_view account, std::string_vi
 }
 
 Result<std::vector<MessageInfo>> LmdbMailStore::list(std::string_view account) {
+  std::lock_guard lock(g_mu);
   MDB_txn* txn;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
   if (rc == MDB_MAP_RESIZED) {
@@ -217,6 +219,7 @@ Result<std::vector<MessageInfo>> LmdbMailStore::list(std::string_view account) {
 }
 
 Result<std::string> LmdbMailStore::read(std::string_view account, uint32_t uid) {
+  std::lock_guard lock(g_mu);
   MDB_txn* txn;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
   if (rc == MDB_MAP_RESIZED) {
