@@ -2,12 +2,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "auth/user_db.h"
+#include "mta/delivery/dsn.h"
 #include "mta/delivery/service.h"
 #include "mta/runtime/ops.h"
 #include "mta/runtime/worker_pool.h"
@@ -16,6 +18,9 @@
 namespace ringmail::delivery {
 
 namespace {
+
+// route()'s Error::code when every address is one of ours (beside dns::FailureCode).
+constexpr int kLoopsBack = 100;
 
 // How long a connection with nothing left to send waits for another job to the same
 // destination before QUIT: long enough to catch the next message of a burst, short
@@ -84,6 +89,57 @@ std::optional<dns::Address> ip_literal(const std::string& host) {
     return a;
   }
   return std::nullopt;
+}
+
+// RFC 5321 6.3: a message that has passed this many MTAs is looping; Postfix's
+// hopcount_limit is 50, sendmail's MaxHopCount 25. Ours is generous, never endless.
+constexpr int kMaxHops = 100;
+
+// Received: fields in the header section (case-insensitive, at line starts).
+int hop_count(std::string_view message) {
+  std::string_view head = header_section(message);
+  int n = 0;
+  size_t pos = 0;
+  while (pos < head.size()) {
+    size_t eol = head.find('\n', pos);
+    std::string_view line =
+        head.substr(pos, eol == std::string_view::npos ? head.size() - pos : eol - pos);
+    if (line.size() >= 9 && strncasecmp(line.data(), "received:", 9) == 0) ++n;
+    if (eol == std::string_view::npos) break;
+    pos = eol + 1;
+  }
+  return n;
+}
+
+bool is_local_address(const dns::Address& a) {
+  if (a.family == AF_INET)
+    return a.bytes[0] == 127 || (a.bytes[0] | a.bytes[1] | a.bytes[2] | a.bytes[3]) == 0;
+  static const uint8_t loop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  return std::memcmp(a.bytes.data(), loop6, 16) == 0;
+}
+
+// Whether (address, port) is one of our own SMTP listeners: delivering there would hand
+// the message back to ourselves ("mail loops back to myself").
+bool is_our_listener(const conf::Config& c, const dns::Address& a, uint16_t port) {
+  for (const conf::Listen& l : c.listen) {
+    if (l.protocol != conf::Protocol::smtp && l.protocol != conf::Protocol::submission) continue;
+    if (l.sockaddr.ss_family == AF_INET && a.family == AF_INET) {
+      const auto& s4 = reinterpret_cast<const sockaddr_in&>(l.sockaddr);
+      if (ntohs(s4.sin_port) != port) continue;
+      if (s4.sin_addr.s_addr == INADDR_ANY ? is_local_address(a)
+                                           : std::memcmp(&s4.sin_addr, a.bytes.data(), 4) == 0)
+        return true;
+    } else if (l.sockaddr.ss_family == AF_INET6) {
+      const auto& s6 = reinterpret_cast<const sockaddr_in6&>(l.sockaddr);
+      if (ntohs(s6.sin6_port) != port) continue;
+      static const uint8_t any[16] = {};
+      bool wildcard = std::memcmp(&s6.sin6_addr, any, 16) == 0;
+      if (wildcard ? is_local_address(a)
+                   : a.family == AF_INET6 && std::memcmp(&s6.sin6_addr, a.bytes.data(), 16) == 0)
+        return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -260,11 +316,10 @@ rt::Task<Result<std::vector<Agent::Target>>> Agent::route(const Destination& d) 
   if (d.key == kRelayDestination) {
     std::string host;
     split_hostport(cfg.relayhost, host, port);
-    if (auto ip = ip_literal(host)) {
+    if (auto ip = ip_literal(host))
       out.push_back({host, *ip, port});
-      co_return out;
-    }
-    hosts.push_back(host);
+    else
+      hosts.push_back(host);
   } else if (d.key.size() > 2 && d.key.front() == '[' && d.key.back() == ']') {
     // An address literal (RFC 5321 4.1.3): no MX lookup, that host directly.
     std::string lit = d.key.substr(1, d.key.size() - 2);
@@ -272,7 +327,6 @@ rt::Task<Result<std::vector<Agent::Target>>> Agent::route(const Destination& d) 
     auto ip = ip_literal(lit);
     if (!ip) co_return Error{dns::kNxDomain, "bad address literal " + d.key};
     out.push_back({lit, *ip, port});
-    co_return out;
   } else {
     Result<dns::MxAnswer> mx = co_await resolver_->mx(d.key);
     if (!mx) {
@@ -292,6 +346,12 @@ rt::Task<Result<std::vector<Agent::Target>>> Agent::route(const Destination& d) 
     }
     for (const auto& a : *addrs) out.push_back({h, a, port});
   }
+  // Addresses that are our own listeners would loop the mail back to us.
+  size_t before = out.size();
+  std::erase_if(
+      out, [&](const Target& t) { return is_our_listener(service_.config(), t.address, t.port); });
+  if (out.empty() && before > 0)
+    co_return Error{kLoopsBack, "mail for " + d.key + " loops back to myself"};
   if (out.empty()) co_return last;
   co_return out;
 }
@@ -385,8 +445,11 @@ rt::Task<void> Agent::remote(std::shared_ptr<Destination> d) {
     Result<std::vector<Target>> targets = co_await route(*d);
     if (!targets) {
       int code = targets.error().code;
-      Response r = local_response(dns::is_permanent(code) ? Outcome::failed : Outcome::deferred,
-                                  dns::enhanced_status(code), "DNS: " + targets.error().message);
+      Response r =
+          code == kLoopsBack
+              ? local_response(Outcome::failed, "5.4.6", targets.error().message)
+              : local_response(dns::is_permanent(code) ? Outcome::failed : Outcome::deferred,
+                               dns::enhanced_status(code), "DNS: " + targets.error().message);
       // Every job waiting for this destination would get the same answer.
       finish_all(job, r);
       while ((job = take(*d))) finish_all(job, r);
@@ -406,6 +469,13 @@ rt::Task<void> Agent::remote(std::shared_ptr<Destination> d) {
     std::unique_ptr<SmtpClient> client = std::move(*opened);
     uint32_t sent = 0;
     while (job) {
+      if (hop_count(*job->body) > kMaxHops) {
+        finish_all(job, local_response(Outcome::failed, "5.4.6",
+                                       "too many hops (" + std::to_string(kMaxHops) +
+                                           " Received: fields): mail loop"));
+        job = co_await next_job(*d);
+        continue;
+      }
       co_await pace(*d);
       std::vector<RecipientResult> results = co_await send(*client, *d, *job, used);
       finish(job, std::move(results));
