@@ -113,6 +113,9 @@ struct Config {
     Seconds data_timeout{600};     // RFC 5321 4.5.3.2.6: reply to the final dot (10 min)
     uint32_t max_inflight = 20000;  // messages handed to delivery at once
     uint64_t max_inflight_bytes = 268435456;  // their bodies, held in memory meanwhile
+    // Delivery events kept in the queue for `ringctl status`; 0 = forever. The JSON Lines
+    // log under <data_dir>/log/ is the lasting record.
+    Seconds event_retention{7 * 24 * 3600};
     DestinationPolicy defaults;
     std::vector<std::pair<std::string, DestinationPolicy>> domains;  // lower-cased
     const DestinationPolicy& policy_for(std::string_view domain) const;

@@ -585,6 +585,10 @@ void Loader::load(const toml::table& root, Config& c) {
          [&](const toml::node& v, const std::string& kp) {
            read_uint(v, kp, 1, 10000000, d.max_inflight);
          }},
+        {"event_retention",
+         [&](const toml::node& v, const std::string& kp) {
+           read_duration(v, kp, d.event_retention, /*allow_zero=*/true);
+         }},
         {"max_inflight_bytes",
          [&](const toml::node& v, const std::string& kp) {
            read_uint(v, kp, 1 << 20, kAny, d.max_inflight_bytes, "bytes, at least 1 MiB");

@@ -346,6 +346,7 @@ std::string describe(const Config& c) {
   line("data_timeout", dur(d.data_timeout));
   line("max_inflight", num(d.max_inflight));
   line("max_inflight_bytes", num(d.max_inflight_bytes));
+  line("event_retention", dur(d.event_retention), d.event_retention.count() ? "" : "forever");
   auto policy = [&](const Config::DestinationPolicy& p) {
     line("max_connections", num(p.max_connections));
     line("max_messages_per_connection", num(p.max_messages_per_connection));

@@ -414,6 +414,21 @@ int Store::update_recipients(MDB_txn* txn, QueueId id,
   return 0;
 }
 
+int64_t Store::prune_events(MDB_txn* txn, int64_t before_us, size_t max) {
+  Cursor c(txn, events_);
+  if (c.rc()) return -c.rc();
+  const uint64_t limit = static_cast<uint64_t>(before_us) ^ (1ULL << 63);
+  int64_t n = 0;
+  MDB_val k, v;
+  for (int rc = mdb_cursor_get(c.get(), &k, &v, MDB_FIRST); rc == 0 && static_cast<size_t>(n) < max;
+       rc = mdb_cursor_get(c.get(), &k, &v, MDB_NEXT)) {
+    if (read_be64(view(k)) >= limit) break;
+    if (int d = mdb_cursor_del(c.get(), 0)) return -d;
+    ++n;
+  }
+  return n;
+}
+
 Status Store::for_each_due(int64_t now, const std::function<bool(int64_t, QueueId)>& fn) {
   ReadTxn txn(env_);
   if (txn.rc()) return lmdb_err("read", txn.rc());

@@ -68,6 +68,11 @@ class Store {
   int update_recipients(MDB_txn* txn, QueueId id,
                         std::span<const std::pair<uint32_t, Recipient>> changes,
                         std::span<const Event> events);
+  // Deletes up to `max` delivery events older than `before_us` (oldest first): the event
+  // table is the recent history `ringctl status` reads, the JSON Lines log the lasting
+  // record. Returns how many were deleted, or an LMDB error as a negative number.
+  // REQUIRES: txn is a write transaction of this store.
+  int64_t prune_events(MDB_txn* txn, int64_t before_us, size_t max);
   // Schedule entries due at or before `now` (unix seconds), in time order, until fn
   // returns false. The same message may come once per distinct due time.
   Status for_each_due(int64_t now, const std::function<bool(int64_t, QueueId)>& fn);

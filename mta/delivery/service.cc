@@ -48,6 +48,34 @@ struct StopAgent final : rt::Posted {
   void run() override { loop->spawn(agent->shutdown()); }
 };
 
+// Deletes old delivery events in bounded steps, through the committer like every write.
+class PruneRequest final : public queue::WriteRequest {
+ public:
+  PruneRequest(int64_t before_us, std::atomic<bool>& running, std::atomic<bool>& more)
+      : before_us_(before_us), running_(running), more_(more) {}
+  int apply(queue::Store& store, MDB_txn* txn) override {
+    int64_t n = store.prune_events(txn, before_us_, kStep);
+    if (n < 0) return static_cast<int>(-n);
+    deleted_ = n;
+    return 0;
+  }
+  void log_lines(std::string&) const override {}
+  size_t bytes() const override { return 0; }
+  void on_done() override {
+    more_.store(status && deleted_ == static_cast<int64_t>(kStep));
+    running_.store(false);
+    delete this;
+  }
+
+ private:
+  // One step stays a small part of a commit, so accepted mail never waits long on it.
+  static constexpr size_t kStep = 5000;
+  int64_t before_us_;
+  int64_t deleted_ = 0;
+  std::atomic<bool>& running_;
+  std::atomic<bool>& more_;
+};
+
 }  // namespace
 
 std::string ServiceStats::summary() const {
@@ -242,6 +270,16 @@ void Service::scan(int64_t now) {
   }
 }
 
+void Service::maybe_prune(int64_t now) {
+  int64_t keep = deps_.config->delivery.event_retention.count();
+  if (keep == 0 || prune_running_.load()) return;
+  // Once a minute, or at once while a backlog is being worked off.
+  if (now < next_prune_ && !prune_more_.load()) return;
+  next_prune_ = now + 60;
+  prune_running_.store(true);
+  deps_.committer->submit(new PruneRequest((now - keep) * 1000000, prune_running_, prune_more_));
+}
+
 void Service::run_scheduler() {
   int64_t last_scan = 0;
   while (!stopping_.load(std::memory_order_acquire)) {
@@ -262,6 +300,7 @@ void Service::run_scheduler() {
     drain_done();
     int64_t now = static_cast<int64_t>(std::time(nullptr));
     scan(now);
+    maybe_prune(now);
     last_scan = now;
   }
 }

@@ -108,6 +108,11 @@ class Service {
   std::unordered_map<uint64_t, InFlight> inflight_;
   uint64_t inflight_bytes_ = 0;  // message bodies held for jobs out
   std::unordered_map<uint64_t, int64_t> cooldown_;
+  // Event pruning (delivery.event_retention): one request at a time, from this thread.
+  void maybe_prune(int64_t now);
+  std::atomic<bool> prune_running_{false};
+  int64_t next_prune_ = 0;
+  std::atomic<bool> prune_more_{false};
   std::atomic<uint64_t> jobs_{0};
   std::atomic<uint64_t> outcomes_{0};
 };

@@ -321,6 +321,38 @@ TEST_F(StoreTest, Events) {
   EXPECT_NE(all[0].find("\"time\":\"2023-11-14T22:13:20.000001Z\""), std::string::npos) << all[0];
 }
 
+TEST_F(StoreTest, PruneEventsDeletesOnlyOlderOnesInBoundedSteps) {
+  // Ten messages, one event each, a second apart.
+  for (uint64_t i = 0; i < 10; ++i)
+    ASSERT_EQ(put(QueueId{100 + i}, envelope("s@x", {"a@y"}, 1700000000000000 + i * 1000000), "b"),
+              0);
+  auto prune = [&](int64_t before_us, size_t max) {
+    MDB_txn* txn = nullptr;
+    EXPECT_EQ(store_->begin_write(&txn), 0);
+    int64_t n = store_->prune_events(txn, before_us, max);
+    EXPECT_EQ(mdb_txn_commit(txn), 0);
+    return n;
+  };
+  auto count = [&] {
+    size_t n = 0;
+    EXPECT_TRUE(store_->for_each_event(0, [&](std::string_view) { ++n; }).ok());
+    return n;
+  };
+  // Older than the 4th event: three of them, but at most two per step.
+  EXPECT_EQ(prune(1700000003000000, 2), 2);
+  EXPECT_EQ(count(), 8u);
+  EXPECT_EQ(prune(1700000003000000, 2), 1);
+  EXPECT_EQ(count(), 7u);
+  EXPECT_EQ(prune(1700000003000000, 2), 0);
+  // The remaining ones are the newest, and the messages themselves are untouched.
+  std::vector<std::string> left;
+  ASSERT_TRUE(store_->for_each_event(0, [&](std::string_view j) { left.emplace_back(j); }).ok());
+  EXPECT_NE(left.front().find(QueueId{103}.str()), std::string::npos) << left.front();
+  EXPECT_EQ(ids().size(), 10u);
+  EXPECT_EQ(prune(INT64_MAX / 2, 100), 7);
+  EXPECT_EQ(count(), 0u);
+}
+
 // Entries of one sub-database that belong to `id` (keys start with the id, or for
 // "sched" carry it after the time).
 size_t entries_for(Store& store, const char* db, uint64_t id) {
