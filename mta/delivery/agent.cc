@@ -202,7 +202,7 @@ Timeouts Agent::timeouts() const {
 
 void Agent::accept(Job* job) {
   if (stopping_) {
-    delete job;  // still due in the queue: the next start sends it
+    finish(job, {});  // not attempted: still due in the queue, the next start sends it
     return;
   }
   auto& slot = destinations_[job->destination];
@@ -291,6 +291,14 @@ void Agent::finish_all(Job* job, const Response& r, const std::string& mx,
 }
 
 void Agent::finish(Job* job, std::vector<RecipientResult> results) {
+  std::shared_ptr<Dispatch> dispatch = std::move(job->dispatch);
+  dispatch->slots[job->slot] = std::move(results);
+  delete job;
+  // acq_rel: the last job sees every other job's slot.
+  if (dispatch->remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  std::vector<RecipientResult> all;
+  for (auto& slot : dispatch->slots)
+    for (auto& r : slot) all.push_back(std::move(r));
   const auto& cfg = service_.config();
   RetryPolicy policy;
   policy.intervals = cfg.delivery.retry_intervals;
@@ -301,10 +309,9 @@ void Agent::finish(Job* job, std::vector<RecipientResult> results) {
   p.now_us = now_us();
   p.new_id = [] { return queue::next_queue_id(); };
   auto* req = new OutcomeRequest;
-  req->id = job->id;
+  req->id = dispatch->id;
   req->service = &service_;
-  req->decision = decide(job->id, *job->envelope, *job->body, results, policy, p);
-  delete job;
+  req->decision = decide(dispatch->id, *dispatch->envelope, *dispatch->body, all, policy, p);
   service_.deps().committer->submit(req);
 }
 
@@ -358,7 +365,7 @@ rt::Task<Result<std::vector<Agent::Target>>> Agent::route(const Destination& d) 
 
 rt::Task<Result<std::unique_ptr<SmtpClient>>> Agent::open(const Destination& d,
                                                           const std::vector<Target>& targets,
-                                                          Target& used) {
+                                                          Target& used, bool& permanent) {
   const auto& cfg = service_.config();
   Error last{0, "no address to try"};
   bool all_permanent = true;
@@ -376,6 +383,7 @@ rt::Task<Result<std::unique_ptr<SmtpClient>>> Agent::open(const Destination& d,
     }
     auto client = std::make_unique<SmtpClient>(loop_, *fd, timeouts());
     clients_.insert(client.get());
+    bool auth_failed = false;
     Result<Capabilities> caps = co_await client->greet(cfg.server.hostname);
     if (caps.ok() && d.policy.tls != conf::Config::TlsPolicy::none && caps->starttls) {
       Status s = co_await client->starttls(tls_.get(), t.host);
@@ -393,12 +401,17 @@ rt::Task<Result<std::unique_ptr<SmtpClient>>> Agent::open(const Destination& d,
       Status a = co_await client->auth_plain(cfg.delivery.relayhost_username,
                                              cfg.delivery.relayhost_password,
                                              d.policy.tls == conf::Config::TlsPolicy::none);
-      if (!a.ok()) caps = Error{a.error().code, "AUTH: " + a.error().message};
+      // A refused password is the operator's mistake, not the message's: defer (as
+      // Postfix's smtp_sasl_auth_soft_bounce) so fixing the config delivers the mail.
+      if (!a.ok()) {
+        caps = Error{a.error().code, "AUTH: " + a.error().message};
+        auth_failed = true;
+      }
     }
     if (!caps.ok()) {
       last =
           Error{caps.error().code, t.host + "[" + t.address.text() + "]: " + caps.error().message};
-      if (outcome_of(caps.error()) != Outcome::failed) all_permanent = false;
+      if (outcome_of(caps.error()) != Outcome::failed || auth_failed) all_permanent = false;
       co_await client->quit();
       clients_.erase(client.get());
       continue;
@@ -407,15 +420,15 @@ rt::Task<Result<std::unique_ptr<SmtpClient>>> Agent::open(const Destination& d,
     service_.connections_.fetch_add(1, std::memory_order_relaxed);
     co_return client;
   }
-  // Only when every host refused for good (5xx greetings, AUTH refused) is it a bounce.
-  if (!all_permanent && last.code >= 500) last.code = 450;
+  // Only when every host refused for good (5xx greetings) is it a bounce.
+  permanent = all_permanent && last.code >= 500;
   co_return last;
 }
 
 rt::Task<std::vector<RecipientResult>> Agent::send(SmtpClient& c, const Destination& d,
                                                    const Job& job, const Target& t) {
   std::vector<RecipientResult> results;
-  const queue::Envelope& env = *job.envelope;
+  const queue::Envelope& env = job.envelope();
   MailParams mail = mail_params(env);
   size_t per = std::max<uint32_t>(1, d.policy.max_recipients_per_transaction);
   std::string address = t.address.text();
@@ -424,7 +437,7 @@ rt::Task<std::vector<RecipientResult>> Agent::send(SmtpClient& c, const Destinat
     std::vector<RcptParams> rcpts;
     for (size_t i = start; i < end; ++i)
       rcpts.push_back(rcpt_params(env.recipients[job.recipients[i]]));
-    TransactionResult tr = co_await c.send(mail, rcpts, *job.body);
+    TransactionResult tr = co_await c.send(mail, rcpts, job.body());
     service_.transactions_.fetch_add(1, std::memory_order_relaxed);
     for (size_t i = start; i < end; ++i) {
       RecipientResult rr;
@@ -456,10 +469,12 @@ rt::Task<void> Agent::remote(std::shared_ptr<Destination> d) {
       break;
     }
     Target used;
-    Result<std::unique_ptr<SmtpClient>> opened = co_await open(*d, *targets, used);
+    bool permanent = false;
+    Result<std::unique_ptr<SmtpClient>> opened = co_await open(*d, *targets, used, permanent);
     if (!opened) {
       Response r = from_error(opened.error(), "no connection");
-      r.status = r.outcome == Outcome::failed ? "5.4.0" : "4.4.1";
+      r.outcome = permanent ? Outcome::failed : Outcome::deferred;
+      r.status = permanent ? "5.4.0" : "4.4.1";
       std::string address = used.address.family ? used.address.text() : std::string();
       finish_all(job, r, used.host, address);
       // The destination is unreachable now: the rest of its queue waits for a retry too.
@@ -469,7 +484,7 @@ rt::Task<void> Agent::remote(std::shared_ptr<Destination> d) {
     std::unique_ptr<SmtpClient> client = std::move(*opened);
     uint32_t sent = 0;
     while (job) {
-      if (hop_count(*job->body) > kMaxHops) {
+      if (hop_count(job->body()) > kMaxHops) {
         finish_all(job, local_response(Outcome::failed, "5.4.6",
                                        "too many hops (" + std::to_string(kMaxHops) +
                                            " Received: fields): mail loop"));
@@ -482,6 +497,9 @@ rt::Task<void> Agent::remote(std::shared_ptr<Destination> d) {
       job = nullptr;
       if (!client->usable() || ++sent >= d->policy.max_messages_per_connection || stopping_) break;
       job = co_await next_job(*d);
+      // The server may have closed the connection while it waited: then the job goes
+      // out on a fresh one (below) instead of failing on this one.
+      if (job && !client->idle_ok()) break;
     }
     co_await client->quit();
     clients_.erase(client.get());
@@ -505,7 +523,7 @@ rt::Task<void> Agent::local(std::shared_ptr<Destination> d) {
       // the message once, as Postfix's duplicate elimination does.
       std::vector<std::pair<std::string, Response>> done;
       for (uint32_t i : job->recipients) {
-        const std::string& addr = job->envelope->recipients[i].address;
+        const std::string& addr = job->envelope().recipients[i].address;
         RecipientResult rr;
         rr.index = i;
         rr.local = true;
@@ -527,8 +545,8 @@ rt::Task<void> Agent::local(std::shared_ptr<Destination> d) {
           } else {
             // RFC 5321 4.4: the final delivery adds Return-Path; Delivered-To lets the
             // user (and loop detection) see which address brought it here.
-            std::string message = "Return-Path: <" + job->envelope->sender + ">\r\n" +
-                                  "Delivered-To: " + u.address + "\r\n" + *job->body;
+            std::string message = "Return-Path: <" + job->envelope().sender + ">\r\n" +
+                                  "Delivered-To: " + u.address + "\r\n" + job->body();
             Result<uint32_t> uid = deps.mail->deliver(u.address, message, u.quota, now);
             if (uid) {
               rr.response = local_response(
@@ -557,7 +575,7 @@ rt::Task<void> Agent::shutdown() {
   stopping_ = true;
   for (auto& [key, d] : destinations_) {
     while (!d->queue.empty()) {
-      delete d->queue.front();
+      finish(d->queue.front(), {});  // not attempted: stays due
       d->queue.pop_front();
     }
   }

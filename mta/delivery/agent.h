@@ -12,6 +12,7 @@
 // the queue and never decides retry times or notices itself.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <string>
@@ -37,15 +38,29 @@ class Agent;
 inline constexpr std::string_view kLocalDestination = "local:";
 inline constexpr std::string_view kRelayDestination = "relayhost:";
 
-// Due recipients of one message for one destination.
-struct Job final : rt::Posted {
+// One pass over a message's due recipients: one Job per destination, possibly on
+// different agent threads. Each job leaves its results in its own slot; the job that
+// finishes last decides for the whole message, so one notice of each kind covers all its
+// recipients (RFC 3464 per message, as Postfix's bounce daemon does per queue file pass)
+// and the message gets one outcome write.
+struct Dispatch {
   queue::QueueId id;
   std::shared_ptr<const queue::Envelope> envelope;
   std::shared_ptr<const std::string> body;
+  std::vector<std::vector<RecipientResult>> slots;  // one per job
+  std::atomic<size_t> remaining{0};
+};
+
+// Due recipients of one message for one destination.
+struct Job final : rt::Posted {
+  std::shared_ptr<Dispatch> dispatch;
+  size_t slot = 0;
   std::vector<uint32_t> recipients;  // indexes into envelope->recipients
   std::string destination;
   Agent* agent = nullptr;
   void run() override;
+  const queue::Envelope& envelope() const { return *dispatch->envelope; }
+  const std::string& body() const { return *dispatch->body; }
 };
 
 // The decision about one job, written by the committer; then back to the scheduler.
@@ -92,10 +107,11 @@ class Agent {
   rt::Task<void> local(std::shared_ptr<Destination> d);
   // The addresses to try, in order; an error is the Response every recipient gets.
   rt::Task<Result<std::vector<Target>>> route(const Destination& d);
-  // A connected, greeted, TLS'd (per policy), authenticated client, or why not.
+  // A connected, greeted, TLS'd (per policy), authenticated client, or why not;
+  // `permanent` says whether that is a bounce (every host refused for good).
   rt::Task<Result<std::unique_ptr<SmtpClient>>> open(const Destination& d,
                                                      const std::vector<Target>& targets,
-                                                     Target& used);
+                                                     Target& used, bool& permanent);
   rt::Task<std::vector<RecipientResult>> send(SmtpClient& c, const Destination& d, const Job& job,
                                               const Target& t);
   rt::Task<void> pace(Destination& d);
@@ -104,6 +120,8 @@ class Agent {
   // Every recipient of `job` gets `r`.
   void finish_all(Job* job, const Response& r, const std::string& mx = {},
                   const std::string& address = {});
+  // Records the job's results (none: not attempted, e.g. at shutdown: those recipients
+  // stay due) and frees it; the last job of its dispatch submits the outcome.
   void finish(Job* job, std::vector<RecipientResult> results);
   void release(const std::shared_ptr<Destination>& d);
   Timeouts timeouts() const;

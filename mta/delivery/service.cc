@@ -239,19 +239,22 @@ void Service::scan(int64_t now) {
     auto body = std::make_shared<std::string>();
     body->reserve(env->body_size);
     if (!deps_.store->read_body(id, [&](std::string_view part) { body->append(part); })) continue;
-    auto shared_env = std::make_shared<const queue::Envelope>(std::move(*env));
+    auto dispatch = std::make_shared<Dispatch>();
+    dispatch->id = id;
+    dispatch->envelope = std::make_shared<const queue::Envelope>(std::move(*env));
+    dispatch->body = body;
     std::vector<Job*> jobs;
-    for (uint32_t i = 0; i < shared_env->recipients.size(); ++i) {
-      const queue::Recipient& r = shared_env->recipients[i];
+    const queue::Envelope& e = *dispatch->envelope;
+    for (uint32_t i = 0; i < e.recipients.size(); ++i) {
+      const queue::Recipient& r = e.recipients[i];
       if (!queue::is_pending(r.state) || r.next_attempt > now) continue;
       std::string dest = destination_for(c, r.address);
       auto j = std::find_if(jobs.begin(), jobs.end(),
                             [&](const Job* x) { return x->destination == dest; });
       if (j == jobs.end()) {
         Job* job = new Job;
-        job->id = id;
-        job->envelope = shared_env;
-        job->body = body;
+        job->dispatch = dispatch;
+        job->slot = jobs.size();
         job->destination = std::move(dest);
         jobs.push_back(job);
         j = jobs.end() - 1;
@@ -259,7 +262,10 @@ void Service::scan(int64_t now) {
       (*j)->recipients.push_back(i);
     }
     if (jobs.empty()) continue;
-    inflight_[id.value] = {static_cast<uint32_t>(jobs.size()), body->size()};
+    dispatch->slots.resize(jobs.size());
+    dispatch->remaining.store(jobs.size(), std::memory_order_relaxed);
+    // One outcome write per message, whatever the number of destinations.
+    inflight_[id.value] = {1, body->size()};
     inflight_bytes_ += body->size();
     jobs_.fetch_add(jobs.size(), std::memory_order_relaxed);
     for (Job* job : jobs) {

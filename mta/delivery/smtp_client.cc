@@ -607,6 +607,13 @@ rt::Task<void> SmtpClient::quit() {
   broken_ = true;
 }
 
+bool SmtpClient::idle_ok() const {
+  if (!usable_) return false;
+  char c;
+  ssize_t n = ::recv(stream_.fd(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 void SmtpClient::abort() {
   ::shutdown(stream_.fd(), SHUT_RDWR);
 }

@@ -148,6 +148,10 @@ class SmtpClient {
   // send ends at once (daemon shutdown must not wait for a stalled server). The waiting
   // call reports a lost connection.
   void abort();
+  // Between transactions: whether the connection can still carry one. False when the
+  // server has closed it or sent something unasked (a 421, a TLS alert) while we held
+  // it idle: reusing it would only lose the next message to "connection lost".
+  bool idle_ok() const;
   // RSET, so the connection can carry another message.
   rt::Task<Status> reset();
   // QUIT and close_notify, best effort; the connection is unusable afterwards.
