@@ -10,62 +10,21 @@
 #include <iterator>
 #include <utility>
 
+#include "queue/lmdb_util.h"
 #include "queue/record.h"
 
 namespace ringmail::queue {
 
 namespace {
 
-MDB_val val(std::string_view s) {
-  return MDB_val{s.size(), const_cast<char*>(s.data())};
-}
-std::string_view view(const MDB_val& v) {
-  return {static_cast<const char*>(v.mv_data), v.mv_size};
-}
+using lmdb::Cursor;
+using lmdb::ReadTxn;
+using lmdb::val;
+using lmdb::view;
 
 Error lmdb_err(const std::string& what, int rc) {
   return Error{rc, what + ": " + lmdb_error(rc)};
 }
-
-// Read transaction that always ends. Follows a map the daemon has grown meanwhile
-// (MDB_MAP_RESIZED), as store.cc's does.
-class ReadTxn {
- public:
-  explicit ReadTxn(MDB_env* env) {
-    rc_ = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn_);
-    if (rc_ == MDB_MAP_RESIZED) {
-      mdb_env_set_mapsize(env, 0);
-      rc_ = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn_);
-    }
-  }
-  ~ReadTxn() {
-    if (rc_ == 0) mdb_txn_abort(txn_);
-  }
-  ReadTxn(const ReadTxn&) = delete;
-  ReadTxn& operator=(const ReadTxn&) = delete;
-  int rc() const { return rc_; }
-  MDB_txn* get() { return txn_; }
-
- private:
-  MDB_txn* txn_ = nullptr;
-  int rc_;
-};
-
-class Cursor {
- public:
-  Cursor(MDB_txn* txn, MDB_dbi dbi) { rc_ = mdb_cursor_open(txn, dbi, &c_); }
-  ~Cursor() {
-    if (rc_ == 0) mdb_cursor_close(c_);
-  }
-  Cursor(const Cursor&) = delete;
-  Cursor& operator=(const Cursor&) = delete;
-  int rc() const { return rc_; }
-  MDB_cursor* get() { return c_; }
-
- private:
-  MDB_cursor* c_ = nullptr;
-  int rc_;
-};
 
 // --- minimal JSON (flat objects only) ------------------------------------------------
 

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "queue/lmdb_util.h"
 #include "queue/record.h"
 
 namespace ringmail::queue {
@@ -16,53 +17,31 @@ namespace ringmail::queue {
 namespace {
 constexpr size_t kChunk = 64 * 1024;
 
-MDB_val val(std::string_view s) {
-  return MDB_val{s.size(), const_cast<char*>(s.data())};
-}
-std::string_view view(const MDB_val& v) {
-  return {static_cast<const char*>(v.mv_data), v.mv_size};
-}
-
-// Read transaction that always ends.
-class ReadTxn {
- public:
-  explicit ReadTxn(MDB_env* env) {
-    rc_ = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn_);
-    if (rc_ == MDB_MAP_RESIZED) {
-      mdb_env_set_mapsize(env, 0);
-      rc_ = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn_);
-    }
-  }
-  ~ReadTxn() {
-    if (rc_ == 0) mdb_txn_abort(txn_);
-  }
-  int rc() const { return rc_; }
-  MDB_txn* get() { return txn_; }
-
- private:
-  MDB_txn* txn_ = nullptr;
-  int rc_;
-};
-
-class Cursor {
- public:
-  Cursor(MDB_txn* txn, MDB_dbi dbi) { rc_ = mdb_cursor_open(txn, dbi, &c_); }
-  ~Cursor() {
-    if (rc_ == 0) mdb_cursor_close(c_);
-  }
-  int rc() const { return rc_; }
-  MDB_cursor* get() { return c_; }
-
- private:
-  MDB_cursor* c_ = nullptr;
-  int rc_;
-};
+using lmdb::Cursor;
+using lmdb::ReadTxn;
+using lmdb::val;
+using lmdb::view;
 
 Error lmdb_err(const char* what, int rc) {
   return Error{rc, std::string(what) + ": " + lmdb_error(rc)};
 }
 
-void json_string(std::string& out, std::string_view s) {
+// "2026-11-27T10:31:22.123456Z" (micro) or "2026-11-27T10:31:22Z".
+std::string iso_time(int64_t time_us, bool micro) {
+  char ts[64];
+  time_t secs = static_cast<time_t>(time_us / 1000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  size_t n = std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+  if (micro)
+    std::snprintf(ts + n, sizeof ts - n, ".%06lldZ", static_cast<long long>(time_us % 1000000));
+  else
+    std::snprintf(ts + n, sizeof ts - n, "Z");
+  return ts;
+}
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
   for (unsigned char c : s) {
     switch (c) {
@@ -93,20 +72,6 @@ void json_string(std::string& out, std::string_view s) {
   }
   out.push_back('"');
 }
-// "2026-11-27T10:31:22.123456Z" (micro) or "2026-11-27T10:31:22Z".
-std::string iso_time(int64_t time_us, bool micro) {
-  char ts[64];
-  time_t secs = static_cast<time_t>(time_us / 1000000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  size_t n = std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-  if (micro)
-    std::snprintf(ts + n, sizeof ts - n, ".%06lldZ", static_cast<long long>(time_us % 1000000));
-  else
-    std::snprintf(ts + n, sizeof ts - n, "Z");
-  return ts;
-}
-}  // namespace
 
 std::string lmdb_error(int rc) {
   return mdb_strerror(rc);
@@ -500,40 +465,40 @@ std::string event_json(std::string_view event, int64_t time_us, QueueId id, cons
   std::string out;
   out.reserve(256);
   out += "{\"time\":";
-  json_string(out, iso_time(time_us, true));
+  append_json_string(out, iso_time(time_us, true));
   out += ",\"event\":";
-  json_string(out, event);
+  append_json_string(out, event);
   out += ",\"queue_id\":";
-  json_string(out, id.str());
+  append_json_string(out, id.str());
   out += ",\"message_id\":";
-  json_string(out, env.message_id);
+  append_json_string(out, env.message_id);
   out += ",\"sender\":";
-  json_string(out, env.sender);
+  append_json_string(out, env.sender);
   if (rcpt) {
     out += ",\"recipient\":";
-    json_string(out, rcpt->address);
+    append_json_string(out, rcpt->address);
   }
   out += ",\"client\":";
-  json_string(out, env.client_address);
+  append_json_string(out, env.client_address);
   out += ",\"size\":" + std::to_string(env.body_size);
   if (d) {
     out += ",\"attempt\":" + std::to_string(d->attempt);
     out += ",\"mx\":";
-    json_string(out, d->mx);
+    append_json_string(out, d->mx);
     out += ",\"address\":";
-    json_string(out, d->address);
+    append_json_string(out, d->address);
     out += ",\"code\":" + std::to_string(d->code);
     out += ",\"status\":";
-    json_string(out, d->status);
+    append_json_string(out, d->status);
     out += ",\"response\":";
-    json_string(out, d->response);
+    append_json_string(out, d->response);
     if (d->next_attempt) {
       out += ",\"next_attempt\":";
-      json_string(out, iso_time(d->next_attempt * 1000000, false));
+      append_json_string(out, iso_time(d->next_attempt * 1000000, false));
     }
     if (!d->dsn_id.empty()) {
       out += ",\"dsn_queue_id\":";
-      json_string(out, d->dsn_id);
+      append_json_string(out, d->dsn_id);
     }
   }
   out += "}";

@@ -119,6 +119,9 @@ class Store {
 
 std::string lmdb_error(int rc);
 
+// Appends `s` as a JSON string (quotes, \" \\ \n \r \t, \u00XX for other controls).
+void append_json_string(std::string& out, std::string_view s);
+
 // What a delivery event adds to the common fields (DESIGN "Delivery log").
 struct EventDetail {
   uint32_t attempt = 0;       // 1 for the first attempt

@@ -3,6 +3,7 @@
 
 #include "conf/record_codec.h"
 #include "mta/store/mail_store.h"
+#include "queue/lmdb_util.h"
 
 namespace ringmail::store {
 
@@ -11,12 +12,8 @@ namespace {
 constexpr std::string_view kInbox = "INBOX";
 constexpr uint8_t kMailboxVersion = 1;
 
-MDB_val val(std::string_view s) {
-  return MDB_val{s.size(), const_cast<char*>(s.data())};
-}
-std::string_view view(const MDB_val& v) {
-  return {static_cast<const char*>(v.mv_data), v.mv_size};
-}
+using lmdb::val;
+using lmdb::view;
 Error lmdb_err(const char* what, int rc) {
   return Error{451, std::string(what) + ": " + mdb_strerror(rc)};
 }

@@ -96,35 +96,9 @@ std::string angle(std::string_view address) {
 }
 
 std::string json_string(std::string_view s) {
-  std::string o = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        o += "\\\"";
-        break;
-      case '\\':
-        o += "\\\\";
-        break;
-      case '\n':
-        o += "\\n";
-        break;
-      case '\r':
-        o += "\\r";
-        break;
-      case '\t':
-        o += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char b[8];
-          std::snprintf(b, sizeof b, "\\u%04x", c);
-          o += b;
-        } else {
-          o.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  return o + "\"";
+  std::string o;
+  queue::append_json_string(o, s);
+  return o;
 }
 
 std::string event_line(const queue::StoredEvent& e) {
