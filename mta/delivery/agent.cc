@@ -91,6 +91,20 @@ std::optional<dns::Address> ip_literal(const std::string& host) {
   return std::nullopt;
 }
 
+std::string lower_address(std::string_view a) {
+  std::string out(a);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+// "postmaster" or "postmaster@<domain>", any case (RFC 5321 4.5.1).
+bool is_postmaster(std::string_view address) {
+  size_t at = address.rfind('@');
+  std::string_view local = address.substr(0, at);
+  return local.size() == 10 && strncasecmp(local.data(), "postmaster", 10) == 0;
+}
+
 // RFC 5321 6.3: a message that has passed this many MTAs is looping; Postfix's
 // hopcount_limit is 50, sendmail's MaxHopCount 25. Ours is generous, never endless.
 constexpr int kMaxHops = 100;
@@ -529,35 +543,46 @@ rt::Task<void> Agent::local(std::shared_ptr<Destination> d) {
         rr.local = true;
         rr.mx = "local";
         auto owner = deps.users->find_owner(addr);
+        // The mailbox (account) and its quota; empty when there is none.
+        std::string account;
+        uint64_t quota = 0;
+        if (owner && owner->has_value()) {
+          account = (*owner)->address;
+          quota = (*owner)->quota;
+        } else if (owner && is_postmaster(addr)) {
+          // RFC 5321 4.5.1: postmaster must work for every domain we take mail for.
+          // Without a user or alias of that name it gets a mailbox of its own
+          // (`ringctl mailbox list postmaster@...` reads it) rather than a bounce.
+          account = lower_address(addr);
+        }
         if (!owner) {
           rr.response =
               local_response(Outcome::deferred, "4.3.0", "user database: " + owner.error().message);
-        } else if (!owner->has_value()) {
+        } else if (account.empty()) {
           rr.response = local_response(Outcome::failed, "5.1.1",
                                        "550 5.1.1 <" + addr + ">: no such user here");
           rr.response.code = 550;
         } else {
-          const auth::User& u = **owner;
           auto same = std::find_if(done.begin(), done.end(),
-                                   [&](const auto& d) { return d.first == u.address; });
+                                   [&](const auto& d) { return d.first == account; });
           if (same != done.end()) {
             rr.response = same->second;
           } else {
             // RFC 5321 4.4: the final delivery adds Return-Path; Delivered-To lets the
             // user (and loop detection) see which address brought it here.
             std::string message = "Return-Path: <" + job->envelope().sender + ">\r\n" +
-                                  "Delivered-To: " + u.address + "\r\n" + job->body();
-            Result<uint32_t> uid = deps.mail->deliver(u.address, message, u.quota, now);
+                                  "Delivered-To: " + account + "\r\n" + job->body();
+            Result<uint32_t> uid = deps.mail->deliver(account, message, quota, now);
             if (uid) {
               rr.response = local_response(
                   Outcome::delivered, "2.0.0",
-                  "delivered to mailbox " + u.address + " uid " + std::to_string(*uid));
+                  "delivered to mailbox " + account + " uid " + std::to_string(*uid));
             } else if (uid.error().code == 452) {
               rr.response = local_response(Outcome::deferred, "4.2.2", uid.error().message);
             } else {
               rr.response = local_response(Outcome::deferred, "4.3.0", uid.error().message);
             }
-            done.emplace_back(u.address, rr.response);
+            done.emplace_back(account, rr.response);
           }
         }
         results.push_back(std::move(rr));

@@ -95,6 +95,14 @@ class LocalDelivery(unittest.TestCase):
         self.assertIn("Final-Recipient: rfc822; nobody@example.test", dsn)
         self.assertIn("Action: failed", dsn)
 
+    def test_postmaster_without_a_user_still_gets_mail(self):
+        # RFC 5321 4.5.1: postmaster must be accepted and delivered for a local domain.
+        self.send(["PostMaster@example.test"])
+        ev = wait_events(self.d, lambda e: any(x["event"] == "delivered" for x in e), t(10))
+        self.assertEqual([x["event"] for x in ev if x["event"] != "received"], ["delivered"])
+        box = self.mailbox("postmaster@example.test")
+        self.assertEqual(len(box), 1)
+
     def test_over_quota_defers(self):
         r = self.d.ringctl("user", "quota", "bob@example.test", "100")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -1,5 +1,6 @@
 #include "tools/ringctl/mailbox_cmd.h"
 
+#include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -27,8 +28,12 @@ Result<std::string> account_for(const conf::Config& cfg, const std::string& addr
   if (!users) return users.error();
   auto owner = (*users)->find_owner(address);
   if (!owner) return owner.error();
-  if (!owner->has_value()) return Error{ENOENT, "no user or alias " + address};
-  return (*owner)->address;
+  if (owner->has_value()) return (*owner)->address;
+  // postmaster without a user of that name has a mailbox of its own (delivery does this).
+  std::string lower = address;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower.rfind("postmaster@", 0) == 0 || lower == "postmaster") return lower;
+  return Error{ENOENT, "no user or alias " + address};
 }
 
 }  // namespace
