@@ -349,7 +349,9 @@ rt::Task<Result<std::vector<Agent::Target>>> Agent::route(const Destination& d) 
     if (!ip) co_return Error{dns::kNxDomain, "bad address literal " + d.key};
     out.push_back({lit, *ip, port});
   } else {
-    Result<dns::MxAnswer> mx = co_await resolver_->mx(d.key);
+    // A named awaiter, not a temporary inside co_await (GCC 12: see runtime notes).
+    auto lookup = resolver_->mx(d.key);
+    Result<dns::MxAnswer> mx = co_await lookup;
     if (!mx) {
       int code = mx.error().code;
       co_return Error{code, mx.error().message};
