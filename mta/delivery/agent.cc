@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "auth/user_db.h"
+#include "dns/domain.h"
 #include "mta/delivery/dsn.h"
 #include "mta/delivery/service.h"
 #include "mta/runtime/ops.h"
@@ -89,13 +90,6 @@ std::optional<dns::Address> ip_literal(const std::string& host) {
     return a;
   }
   return std::nullopt;
-}
-
-std::string lower_address(std::string_view a) {
-  std::string out(a);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return out;
 }
 
 // "postmaster" or "postmaster@<domain>", any case (RFC 5321 4.5.1).
@@ -196,7 +190,12 @@ void OutcomeRequest::on_done() {
 // --- Agent -----------------------------------------------------------------------------
 
 Agent::Agent(Service& service, rt::Loop& loop, std::unique_ptr<dns::LoopResolver> resolver)
-    : service_(service), loop_(loop), resolver_(std::move(resolver)), tls_(rt::make_client_tls()) {}
+    : service_(service), loop_(loop), resolver_(std::move(resolver)), tls_(rt::make_client_tls()) {
+  const auto& d = service_.config().delivery;
+  retry_.intervals = d.retry_intervals;
+  retry_.max_lifetime = d.max_lifetime;
+  retry_.delay_notice_after = d.delay_notice_after;
+}
 
 Agent::~Agent() = default;
 
@@ -314,10 +313,6 @@ void Agent::finish(Job* job, std::vector<RecipientResult> results) {
   for (auto& slot : dispatch->slots)
     for (auto& r : slot) all.push_back(std::move(r));
   const auto& cfg = service_.config();
-  RetryPolicy policy;
-  policy.intervals = cfg.delivery.retry_intervals;
-  policy.max_lifetime = cfg.delivery.max_lifetime;
-  policy.delay_notice_after = cfg.delivery.delay_notice_after;
   DecideParams p;
   p.hostname = cfg.server.hostname;
   p.now_us = now_us();
@@ -325,7 +320,7 @@ void Agent::finish(Job* job, std::vector<RecipientResult> results) {
   auto* req = new OutcomeRequest;
   req->id = dispatch->id;
   req->service = &service_;
-  req->decision = decide(dispatch->id, *dispatch->envelope, *dispatch->body, all, policy, p);
+  req->decision = decide(dispatch->id, *dispatch->envelope, *dispatch->body, all, retry_, p);
   service_.deps().committer->submit(req);
 }
 
@@ -555,7 +550,7 @@ rt::Task<void> Agent::local(std::shared_ptr<Destination> d) {
           // RFC 5321 4.5.1: postmaster must work for every domain we take mail for.
           // Without a user or alias of that name it gets a mailbox of its own
           // (`ringctl mailbox list postmaster@...` reads it) rather than a bounce.
-          account = lower_address(addr);
+          account = dns::lower(addr);
         }
         if (!owner) {
           rr.response =

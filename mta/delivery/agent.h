@@ -130,6 +130,7 @@ class Agent {
   rt::Loop& loop_;
   std::unique_ptr<dns::LoopResolver> resolver_;
   rt::TlsContextPtr tls_;
+  RetryPolicy retry_;  // from the config, once (decide() runs per message)
   std::unordered_map<std::string, std::shared_ptr<Destination>> destinations_;
   std::unordered_set<SmtpClient*> clients_;  // open now: shutdown() cuts them
   bool stopping_ = false;

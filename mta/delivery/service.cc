@@ -12,6 +12,7 @@
 #include <future>
 #include <unordered_set>
 
+#include "dns/domain.h"
 #include "mta/delivery/agent.h"
 #include "mta/dns/loop_resolver.h"
 #include "mta/runtime/loop.h"
@@ -23,16 +24,9 @@ namespace {
 // A job whose outcome could not be written (queue unavailable) is not retried before this.
 constexpr int64_t kCooldownSeconds = 30;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
-
 std::string destination_for(const conf::Config& c, std::string_view address) {
   size_t at = address.rfind('@');
-  std::string domain = at == std::string_view::npos ? "" : lower(address.substr(at + 1));
+  std::string domain = at == std::string_view::npos ? "" : dns::lower(address.substr(at + 1));
   // RFC 5321 4.5.1: a bare "postmaster" is ours.
   if (domain.empty()) return std::string(kLocalDestination);
   for (const auto& d : c.relay.local_domains)

@@ -1,12 +1,12 @@
 #include "tools/ringctl/mailbox_cmd.h"
 
-#include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <string>
 
 #include "auth/user_db.h"
+#include "dns/domain.h"
 #include "mta/store/mail_store.h"
 
 namespace ringmail::ringctl {
@@ -30,8 +30,7 @@ Result<std::string> account_for(const conf::Config& cfg, const std::string& addr
   if (!owner) return owner.error();
   if (owner->has_value()) return (*owner)->address;
   // postmaster without a user of that name has a mailbox of its own (delivery does this).
-  std::string lower = address;
-  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string lower = dns::lower(address);
   if (lower.rfind("postmaster@", 0) == 0 || lower == "postmaster") return lower;
   return Error{ENOENT, "no user or alias " + address};
 }
