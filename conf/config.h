@@ -91,15 +91,15 @@ struct Config {
   // [delivery] values are the defaults; [delivery.domains."example.com"] overrides them.
   enum class TlsPolicy { none, opportunistic, required };
   struct DestinationPolicy {
-    uint32_t max_connections = 20;                // simultaneous, per destination
-    uint32_t max_messages_per_connection = 100;   // then QUIT and reconnect
+    uint32_t max_connections = 20;               // simultaneous, per destination
+    uint32_t max_messages_per_connection = 100;  // then QUIT and reconnect
     uint32_t max_recipients_per_transaction = 100;
     uint32_t max_messages_per_minute = 0;  // 0 = no rate limit
     TlsPolicy tls = TlsPolicy::opportunistic;
   };
 
   struct Delivery {
-    bool enabled = true;  // false: accept and queue only (maintenance, accept-side tests)
+    bool enabled = true;   // false: accept and queue only (maintenance, accept-side tests)
     unsigned threads = 1;  // delivery loop threads
     uint16_t smtp_port = 25;
     std::string relayhost;
@@ -109,9 +109,9 @@ struct Config {
     Seconds max_lifetime{5 * 24 * 3600};
     Seconds delay_notice_after{4 * 3600};
     Seconds connect_timeout{30};
-    Seconds command_timeout{300};  // RFC 5321 4.5.3.2: greeting, MAIL, RCPT (5 min)
-    Seconds data_timeout{600};     // RFC 5321 4.5.3.2.6: reply to the final dot (10 min)
-    uint32_t max_inflight = 20000;  // messages handed to delivery at once
+    Seconds command_timeout{300};             // RFC 5321 4.5.3.2: greeting, MAIL, RCPT (5 min)
+    Seconds data_timeout{600};                // RFC 5321 4.5.3.2.6: reply to the final dot (10 min)
+    uint32_t max_inflight = 20000;            // messages handed to delivery at once
     uint64_t max_inflight_bytes = 268435456;  // their bodies, held in memory meanwhile
     // Delivery events kept in the queue for `ringctl status`; 0 = forever. The JSON Lines
     // log under <data_dir>/log/ is the lasting record.
@@ -132,6 +132,14 @@ struct Config {
   struct Store {
     std::string backend = "lmdb";  // lmdb | lmtp | maildir (lmdb only so far)
   } store;
+
+  // The queue's write-ahead log (queue/wal.h): 250 after one log append and fdatasync,
+  // LMDB updated just after. false: 250 after the LMDB commit itself (two syncs).
+  struct Queue {
+    bool wal = true;
+    uint64_t wal_segment_size = 67108864;  // bytes per segment file (two of them)
+    uint32_t wal_threads = 1;              // appending threads (syncs in flight)
+  } queue;
 };
 
 std::string_view tls_policy_name(Config::TlsPolicy p);

@@ -433,9 +433,8 @@ void Loader::load(const toml::table& root, Config& c) {
   auto auth = [&](const toml::node& n, const std::string& p) {
     auto& a = c.auth;
     auto b = [&](std::string_view key, bool& out) {
-      return Field{key, [&out, this](const toml::node& v, const std::string& kp) {
-                     read_bool(v, kp, out);
-                   }};
+      return Field{
+          key, [&out, this](const toml::node& v, const std::string& kp) { read_bool(v, kp, out); }};
     };
     auto d = [&](std::string_view key, Seconds& out) {
       return Field{key, [&out, this](const toml::node& v, const std::string& kp) {
@@ -443,7 +442,8 @@ void Loader::load(const toml::table& root, Config& c) {
                    }};
     };
     table(n, p, "[auth]",
-          {b("allow_plaintext", a.allow_plaintext), b("sender_ownership", a.sender_ownership),
+          {b("allow_plaintext", a.allow_plaintext),
+           b("sender_ownership", a.sender_ownership),
            {"max_failures",
             [&](const toml::node& v, const std::string& kp) {
               read_uint(v, kp, 1, kAny, a.max_failures, {});
@@ -545,10 +545,8 @@ void Loader::load(const toml::table& root, Config& c) {
          [&](const toml::node& v, const std::string& kp) { read_bool(v, kp, d.enabled); }},
         {"threads",
          [&](const toml::node& v, const std::string& kp) { read_uint(v, kp, 1, 64, d.threads); }},
-        {"smtp_port",
-         [&](const toml::node& v, const std::string& kp) {
-           read_uint(v, kp, 1, 65535, d.smtp_port);
-         }},
+        {"smtp_port", [&](const toml::node& v,
+                          const std::string& kp) { read_uint(v, kp, 1, 65535, d.smtp_port); }},
         {"relayhost",
          [&](const toml::node& v, const std::string& kp) {
            std::string h;
@@ -635,10 +633,8 @@ void Loader::load(const toml::table& root, Config& c) {
             }},
            {"timeout",
             [&](const toml::node& v, const std::string& kp) { read_duration(v, kp, dn.timeout); }},
-           {"attempts",
-            [&](const toml::node& v, const std::string& kp) {
-              read_uint(v, kp, 1, 10, dn.attempts);
-            }},
+           {"attempts", [&](const toml::node& v,
+                            const std::string& kp) { read_uint(v, kp, 1, 10, dn.attempts); }},
            {"prefer_ipv6",
             [&](const toml::node& v, const std::string& kp) { read_bool(v, kp, dn.prefer_ipv6); }},
            {"cache_size", [&](const toml::node& v, const std::string& kp) {
@@ -659,6 +655,20 @@ void Loader::load(const toml::table& root, Config& c) {
             }}});
   };
 
+  auto queue = [&](const toml::node& n, const std::string& p) {
+    auto& q = c.queue;
+    table(n, p, "[queue]",
+          {{"wal", [&](const toml::node& v, const std::string& kp) { read_bool(v, kp, q.wal); }},
+           {"wal_segment_size",
+            [&](const toml::node& v, const std::string& kp) {
+              read_uint(v, kp, 1 << 16, 1ULL << 32, q.wal_segment_size,
+                        "bytes, between 64 KiB and 4 GiB");
+            }},
+           {"wal_threads", [&](const toml::node& v, const std::string& kp) {
+              read_uint(v, kp, 1, 8, q.wal_threads);
+            }}});
+  };
+
   const std::vector<Field> tables = {
       {"server", server},
       {"listen", [&](const toml::node& n, const std::string&) { listeners(n, c.listen); }},
@@ -669,6 +679,7 @@ void Loader::load(const toml::table& root, Config& c) {
       {"delivery", delivery},
       {"dns", dns},
       {"store", store},
+      {"queue", queue},
   };
   for (auto&& [key, value] : root) {
     std::string_view name = key.str();
@@ -679,7 +690,7 @@ void Loader::load(const toml::table& root, Config& c) {
     } else if (value.is_table() || value.is_array_of_tables()) {
       add(key.source(), "unknown table [" + std::string(key.str()) +
                             "] (known: server, listen, tls, relay, auth, limits, delivery, "
-                            "dns, store)");
+                            "dns, store, queue)");
     } else {
       add(key.source(), "unknown key " + quoted(key.str()) +
                             " at top level (keys belong in a table such as [server])");

@@ -262,9 +262,8 @@ std::string_view tls_policy_name(Config::TlsPolicy p) {
 const Config::DestinationPolicy& Config::Delivery::policy_for(std::string_view domain) const {
   for (const auto& [name, p] : domains)
     if (name.size() == domain.size() &&
-        std::equal(name.begin(), name.end(), domain.begin(), [](char a, char b) {
-          return a == std::tolower(static_cast<unsigned char>(b));
-        }))
+        std::equal(name.begin(), name.end(), domain.begin(),
+                   [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); }))
       return p;
   return defaults;
 }
@@ -370,6 +369,11 @@ std::string describe(const Config& c) {
 
   o += "\n[store]\n";
   line("backend", str(c.store.backend));
+
+  o += "\n[queue]\n";
+  line("wal", boolean(c.queue.wal));
+  line("wal_segment_size", num(c.queue.wal_segment_size));
+  line("wal_threads", num(c.queue.wal_threads));
   return o;
 }
 

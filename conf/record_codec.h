@@ -60,6 +60,8 @@ class RecordReader {
     return true;
   }
   size_t remaining() const { return s_.size() - pos_; }
+  // What is left unread (a trailing blob stored without a length).
+  std::string_view rest() const { return ok_ ? s_.substr(pos_) : std::string_view(); }
   bool done() const { return ok_ && pos_ == s_.size(); }
   bool ok() const { return ok_; }
 

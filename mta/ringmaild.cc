@@ -105,7 +105,11 @@ int main(int argc, char** argv) {
                  std::strerror(errno));
     return 1;
   }
-  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+  // ringctl holds the lock for a moment when it replays the log of a stopped daemon.
+  bool locked = false;
+  for (int i = 0; i < 300 && !(locked = ::flock(lock_fd, LOCK_EX | LOCK_NB) == 0); ++i)
+    ::usleep(10000);
+  if (!locked) {
     char other[32] = {};
     ssize_t n = ::pread(lock_fd, other, sizeof other - 1, 0);
     std::string pid = n > 0 ? std::string(other, static_cast<size_t>(n)) : "?";
@@ -126,14 +130,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ringmaild: %s\n", store.error().message.c_str());
     return 1;
   }
-  if (auto n = (*store)->requeue_inflight(); !n) {
-    std::fprintf(stderr, "ringmaild: %s\n", n.error().message.c_str());
-    return 1;
-  } else if (*n) {
-    std::fprintf(stderr, "ringmaild: %zu in-flight recipients returned to the queue\n", *n);
-  }
-  queue::raise_queue_id_floor((*store)->max_id());
-  queue::Committer committer(**store);
   // DESIGN "Delivery log": JSON Lines, one record per event, for operators to ship.
   std::filesystem::path log_dir = std::filesystem::path(config.server.data_dir) / "log";
   std::error_code ec;
@@ -144,6 +140,44 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ringmaild: cannot open %s: %s\n", log_path.c_str(), std::strerror(errno));
     return 1;
   }
+
+  // The write-ahead log is replayed even when [queue] wal is now false: what it holds
+  // was acknowledged.
+  std::unique_ptr<queue::Wal> wal;
+  {
+    queue::Wal::Options wo;
+    wo.dir = qo.dir;
+    wo.segment_size = config.queue.wal_segment_size;
+    wo.create = config.queue.wal;
+    auto w = queue::Wal::open(wo, (*store)->wal_applied());
+    if (!w) {
+      std::fprintf(stderr, "ringmaild: write-ahead log: %s\n", w.error().message.c_str());
+      return 1;
+    }
+    auto n = queue::replay_wal(**store, **w);
+    if (!n) {
+      std::fprintf(stderr, "ringmaild: %s\n", n.error().message.c_str());
+      return 1;
+    }
+    if (*n) std::fprintf(stderr, "ringmaild: %zu messages replayed from the write-ahead log\n", *n);
+    if (config.queue.wal) {
+      if (Status s = (*w)->resize_if_needed(); !s) {
+        std::fprintf(stderr, "ringmaild: write-ahead log: %s\n", s.error().message.c_str());
+        return 1;
+      }
+      wal = std::move(*w);
+    }
+  }
+  if (auto n = (*store)->requeue_inflight(); !n) {
+    std::fprintf(stderr, "ringmaild: %s\n", n.error().message.c_str());
+    return 1;
+  } else if (*n) {
+    std::fprintf(stderr, "ringmaild: %zu in-flight recipients returned to the queue\n", *n);
+  }
+  queue::raise_queue_id_floor((*store)->max_id());
+  queue::Committer::Limits commit_limits;
+  commit_limits.log_threads = config.queue.wal_threads;
+  queue::Committer committer(**store, commit_limits, wal.get());
   committer.set_event_log(log_fd);
 
   // Users live in their own LMDB environment (DESIGN "Queue"): ringctl writes it while the

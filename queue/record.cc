@@ -128,6 +128,32 @@ Result<Recipient> decode_recipient(std::string_view data) {
   return rc;
 }
 
+void encode_message_op(std::string& out, QueueId id, const Envelope& e, std::string_view body) {
+  Writer w;
+  w.varint(id.value);
+  w.str(encode_envelope(e));
+  for (const auto& r : e.recipients) w.str(encode_recipient(r));
+  out += w.take();
+  out += body;
+}
+
+Status decode_message_op(std::string_view data, MessageOp& out) {
+  Reader r(data);
+  std::string env, rcpt;
+  r.varint(out.id.value);
+  r.str(env);
+  if (!r.ok()) return Error{0, "message record: damaged"};
+  if (Status s = decode_envelope(env, out.envelope); !s) return s;
+  for (auto& rc : out.envelope.recipients) {
+    if (!r.str(rcpt)) return Error{0, "message record: damaged recipient"};
+    auto d = decode_recipient(rcpt);
+    if (!d) return d.error();
+    rc = std::move(*d);
+  }
+  out.body = r.rest();
+  return ok_status();
+}
+
 std::string key_id(uint64_t id) {
   std::string k;
   put_be(k, id, 8);

@@ -18,6 +18,17 @@ Status decode_envelope(std::string_view data, Envelope& out);
 std::string encode_recipient(const Recipient& r);
 Result<Recipient> decode_recipient(std::string_view data);
 
+// The write-ahead log's record of an accepted message (wal.h, Wal::kTypeMessage): the
+// id, the envelope, each recipient, then the stored message itself as the rest, so the
+// body is appended once and read back as a view.
+void encode_message_op(std::string& out, QueueId id, const Envelope& e, std::string_view body);
+struct MessageOp {
+  QueueId id;
+  Envelope envelope;      // recipients included
+  std::string_view body;  // points into the decoded data
+};
+Status decode_message_op(std::string_view data, MessageOp& out);
+
 // Big-endian fixed-width keys so LMDB's byte order is numeric order.
 std::string key_id(uint64_t id);
 std::string key_id_index(uint64_t id, uint32_t index);

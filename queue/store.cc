@@ -155,6 +155,42 @@ bool Store::grow_map() {
   return true;
 }
 
+int Store::put_wal_applied(MDB_txn* txn, uint64_t seq, int end_segment, uint64_t end_offset) {
+  // seq (8 bytes), then segment (1 byte, 0xff: unknown) and offset (8 bytes).
+  std::string v = key_id(seq);
+  v.push_back(static_cast<char>(end_segment < 0 ? 0xff : end_segment));
+  v += key_id(end_offset);
+  MDB_val k = val("wal_applied"), d = val(v);
+  return mdb_put(txn, meta_, &k, &d, 0);
+}
+
+Store::WalMark Store::wal_mark() {
+  WalMark m;
+  ReadTxn txn(env_);
+  if (txn.rc()) return m;
+  MDB_val k = val("wal_applied"), v;
+  if (mdb_get(txn.get(), meta_, &k, &v) != 0 || v.mv_size < 8) return m;
+  std::string_view d = view(v);
+  m.seq = read_be64(d);
+  if (d.size() == 17 && static_cast<unsigned char>(d[8]) < 2) {
+    m.segment = static_cast<unsigned char>(d[8]);
+    m.offset = read_be64(d, 9);
+  }
+  return m;
+}
+
+uint64_t Store::wal_applied() {
+  return wal_mark().seq;
+}
+
+void Store::set_meta_sync(bool on) {
+  mdb_env_set_flags(env_, MDB_NOMETASYNC, on ? 0 : 1);
+}
+
+int Store::sync() {
+  return mdb_env_sync(env_, 1);
+}
+
 int Store::put_message(MDB_txn* txn, QueueId id, const Envelope& env, std::string_view body) {
   std::string k = key_id(id.value);
   std::string rec = encode_envelope(env);

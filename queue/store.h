@@ -51,6 +51,28 @@ class Store {
   // REQUIRES: no transaction of this process is open.
   bool grow_map();
 
+  // --- write-ahead log (wal.h) -----------------------------------------------------
+  // The log's last applied sequence number, in `meta` so that it commits together with
+  // the records it covers: replay starts after it.
+  // REQUIRES: txn is a write transaction of this store.
+  // `end`: where that record ends in the log (Wal::Position), so that a reader can look
+  // for what follows it (ringctl waits for records the daemon has not applied yet).
+  int put_wal_applied(MDB_txn* txn, uint64_t seq, int end_segment, uint64_t end_offset);
+  uint64_t wal_applied();  // 0 when nothing was ever applied from a log
+  // The applied seq and where it ends (segment -1 when not known).
+  struct WalMark {
+    uint64_t seq = 0;
+    int segment = -1;
+    uint64_t offset = 0;
+  };
+  WalMark wal_mark();
+  // With a write-ahead log the log is what makes a message durable, and a commit may skip
+  // the meta-page sync (MDB_NOMETASYNC: one fdatasync instead of two; the database stays
+  // consistent, and a system crash can undo only the last commit, which the log still
+  // holds). sync() makes everything committed so far durable.
+  void set_meta_sync(bool on);
+  int sync();
+
   // --- delivery -------------------------------------------------------------------
   // One entry of the delivery-event log: JSON (event_json) keyed by time and recipient.
   struct Event {

@@ -269,14 +269,16 @@ TEST(Committer, BigBurstIsSplitIntoBoundedBatches) {
 
 TEST(CommitStats, Summary) {
   CommitStats s;
-  EXPECT_EQ(s.summary(), "batches=0 messages=0 avg=0.0 max=0 failed=0 hist=none");
+  EXPECT_EQ(s.summary(), "batches=0 messages=0 avg=0.0 max=0 failed=0 hist=none lmdb_commits=0");
   s.batches = 4;
   s.messages = 10;
   s.max_batch = 5;
   s.hist[0] = 1;
   s.hist[1] = 2;
   s.hist[2] = 1;
-  EXPECT_EQ(s.summary(), "batches=4 messages=10 avg=2.5 max=5 failed=0 hist=1:1,2-3:2,4-7:1");
+  s.lmdb_commits = 3;
+  EXPECT_EQ(s.summary(),
+            "batches=4 messages=10 avg=2.5 max=5 failed=0 hist=1:1,2-3:2,4-7:1 lmdb_commits=3");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "conf/config.h"
+#include "queue/committer.h"
 #include "queue/store.h"
 #include "tools/ringctl/mailbox_cmd.h"
 #include "tools/ringctl/status_cmd.h"
@@ -80,7 +81,13 @@ Result<std::unique_ptr<queue::Store>> open_queue(const conf::Config& c) {
   queue::Store::Options o;
   o.dir = dir;
   o.max_map_size = c.limits.max_queue_size;
-  return queue::Store::open(o);
+  auto store = queue::Store::open(o);
+  if (!store) return store;
+  // What was answered 250 just before may still be only in the daemon's write-ahead log.
+  std::string lock = (std::filesystem::path(c.server.data_dir) / "ringmaild.pid").string();
+  if (Status s = queue::catch_up_with_log(**store, dir, lock, std::chrono::seconds(2)); !s)
+    std::fprintf(stderr, "ringctl: warning: %s\n", s.error().message.c_str());
+  return store;
 }
 
 void print_recipients(const queue::Envelope& e) {
