@@ -446,9 +446,10 @@ void Committer::run_wal() {
   std::vector<WriteRequest*> taken;
   std::vector<Chunk> chunks;
   std::vector<std::pair<WriteRequest*, Error>> failed;
+  bool stop_seen = false;
   for (;;) {
-    wal_inbox_.head().wait(nullptr, std::memory_order_acquire);
-    bool stop_seen = false;
+    // Requests left from the last round (see frame_chunks) are framed before waiting.
+    if (taken.empty()) wal_inbox_.head().wait(nullptr, std::memory_order_acquire);
     {
       std::lock_guard lock(wal_mu_);
       for (MpscNode* n = wal_inbox_.take_all(); n;) {
@@ -459,7 +460,8 @@ void Committer::run_wal() {
           taken.push_back(static_cast<WriteRequest*>(n));
         n = next;
       }
-      if (!taken.empty()) frame_chunks(taken, chunks, failed);
+      size_t used = taken.empty() ? 0 : frame_chunks(taken, chunks, failed);
+      taken.erase(taken.begin(), taken.begin() + static_cast<std::ptrdiff_t>(used));
     }
     for (auto& [r, e] : failed) r->status = e;
     if (!failed.empty()) {
@@ -468,10 +470,9 @@ void Committer::run_wal() {
     }
     for (auto& [r, e] : failed) r->on_done();
     for (auto& c : chunks) finish_chunk(c, Wal::write(c.slot, c.node->records));
-    taken.clear();
     chunks.clear();
     failed.clear();
-    if (stop_seen) {
+    if (stop_seen && taken.empty()) {
       // Put the marker back for the other log thread; whatever was submitted before it
       // has been taken by now.
       if (wal_inbox_.push(&g_stop_marker)) wal_inbox_.head().notify_one();
@@ -480,35 +481,44 @@ void Committer::run_wal() {
   }
 }
 
-void Committer::frame_chunks(std::vector<WriteRequest*>& taken, std::vector<Chunk>& chunks,
-                             std::vector<std::pair<WriteRequest*, Error>>& failed) {
+size_t Committer::frame_chunks(std::vector<WriteRequest*>& taken, std::vector<Chunk>& chunks,
+                               std::vector<std::pair<WriteRequest*, Error>>& failed) {
   if (wal_broken_.load() || apply_broken_.load()) {
     Error e{451, wal_broken_.load() ? "4.3.0 queue write failed (write-ahead log)"
                                     : "4.3.0 queue unavailable (commit failed)"};
     for (auto* r : taken) failed.emplace_back(r, e);
-    return;
+    return taken.size();
   }
   if (apply_stalled_.load()) {
     kick_applier();  // space may have been freed meanwhile (ringctl queue delete)
     for (auto* r : taken) failed.emplace_back(r, Error{452, "4.3.1 queue is full"});
-    return;
+    return taken.size();
   }
   // A batch stays within half a segment, so a fresh segment always has room for it.
   const size_t max_bytes = static_cast<size_t>(wal_->capacity() / 2);
   Chunk c;
   c.node = std::make_unique<WalBatch>();
+  size_t used = 0;    // requests framed into chunks (or failed, or sent past the log)
+  bool stop = false;  // the rest waits for the next round
   auto close = [&] {
-    if (c.reqs.empty()) return;
+    if (c.reqs.empty()) return true;
     uint64_t first = wal_->last_seq() - c.reqs.size() + 1;
     if (c.node->records.size() > wal_->room()) {
+      if (!chunks.empty()) {
+        // The segment to reuse may hold chunks of this very round, which reach LMDB only
+        // after they are written: write those first, frame the rest next round.
+        wal_->discard(first);
+        return false;
+      }
       if (!wait_durable(wal_->other_max_seq())) {
         wal_->discard(first);
         Error e = apply_broken_.load() ? Error{451, "4.3.0 queue unavailable (commit failed)"}
                                        : Error{452, "4.3.1 queue is full"};
         for (auto* r : c.reqs) failed.emplace_back(r, e);
+        used += c.reqs.size();
         c.reqs.clear();
         c.node->records.clear();
-        return;
+        return true;
       }
       wal_->switch_segment();
     }
@@ -523,24 +533,37 @@ void Committer::frame_chunks(std::vector<WriteRequest*>& taken, std::vector<Chun
       }
       kick_applier();
     }
+    used += c.reqs.size();
     chunks.push_back(std::move(c));
     c = Chunk{};
     c.node = std::make_unique<WalBatch>();
+    return true;
   };
-  for (auto* r : taken) {
+  // Requests go past the log (below) only when nothing before them waits, so `used`
+  // always counts a prefix of `taken`.
+  for (size_t i = 0; i < taken.size() && !stop; ++i) {
+    WriteRequest* r = taken[i];
     size_t start = Wal::begin_record(c.node->records);
     r->wal_payload(c.node->records);
     if (c.node->records.size() - start > max_bytes) {
-      // A huge envelope: this one goes straight to LMDB with a full sync.
       c.node->records.resize(start);
+      // Close the open chunk first, so the prefix rule holds.
+      if (!c.reqs.empty() && !close()) {
+        stop = true;
+        break;
+      }
+      // A huge envelope: this one goes straight to LMDB with a full sync.
       if (inbox_.push(r)) inbox_.head().notify_one();
+      ++used;
       continue;
     }
     wal_->end_record(c.node->records, start, Wal::kTypeMessage);
     c.reqs.push_back(r);
-    if (c.node->records.size() >= max_bytes || c.reqs.size() >= limits_.max_batch_count) close();
+    if (c.node->records.size() >= max_bytes || c.reqs.size() >= limits_.max_batch_count)
+      stop = !close();
   }
-  close();
+  if (!stop) close();
+  return used;
 }
 
 void Committer::finish_chunk(Chunk& c, const Status& written) {
@@ -633,7 +656,8 @@ Result<size_t> replay_wal(Store& store, const Wal& wal) {
 
 Status catch_up_with_log(Store& store, const std::string& queue_dir, const std::string& lock_path,
                          std::chrono::milliseconds limit) {
-  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CLOEXEC);
+  // No lock file: no daemon ever ran here (ringmaild makes it before opening the queue).
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock_fd >= 0 && ::flock(lock_fd, LOCK_EX | LOCK_NB) == 0) {
     // No daemon: apply what a crash left in the log (ringmaild would at its start).
     Status result = ok_status();

@@ -145,8 +145,9 @@ class Committer {
   void write_log(const std::string& lines);
   struct Chunk;
   void run_wal();
-  void frame_chunks(std::vector<WriteRequest*>& taken, std::vector<Chunk>& chunks,
-                    std::vector<std::pair<WriteRequest*, Error>>& failed);
+  // Frames a prefix of `taken` into reserved chunks (or fails it); returns its length.
+  size_t frame_chunks(std::vector<WriteRequest*>& taken, std::vector<Chunk>& chunks,
+                      std::vector<std::pair<WriteRequest*, Error>>& failed);
   void finish_chunk(Chunk& c, const Status& written);
   bool wait_durable(uint64_t seq);
   void kick_applier();

@@ -9,6 +9,8 @@
 //   sched  next attempt, id  -> "" (what is due, in time order)
 //   events time_us, id, idx  -> one JSON delivery event (received, delivered, ...)
 //   meta   "schema"          -> "1"
+//          "wal_applied"     -> the write-ahead log's last applied seq and where it ends
+//                               (wal.h; written in the transaction that applies it)
 // It never talks to the network and never decides policy; writes from the daemon go
 // through the one Committer thread (committer.h), ringctl writes through its own
 // transactions (LMDB serialises writers across processes).

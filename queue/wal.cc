@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <vector>
@@ -197,8 +199,19 @@ Result<std::unique_ptr<Wal>> Wal::open(const Options& o, uint64_t floor) {
     w->cur_ = 0;
     w->tail_ = 0;
   }
-  if (w->next_seq_ <= floor) w->next_seq_ = floor + 1;
-  w->epoch_ = max_epoch + 1;
+  if (w->next_seq_ <= floor) {
+    // Everything in the log is applied, and the numbers jump: a chain continued from the
+    // old tail would break at the jump, so the new one starts the segment afresh.
+    w->next_seq_ = floor + 1;
+    w->tail_ = 0;
+    w->seg_first_[w->cur_] = w->seg_last_[w->cur_] = 0;
+  }
+  // Above every epoch on disk, and above the clock too: an open whose records were all
+  // torn left no epoch to go above, but its leftovers carry the earlier clock.
+  uint64_t now_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+  w->epoch_ = std::max(max_epoch + 1, now_us);
   return w;
 }
 
