@@ -139,6 +139,7 @@ struct Config {
     bool wal = true;
     uint64_t wal_segment_size = 67108864;  // bytes per segment file (two of them)
     uint32_t wal_threads = 1;              // appending threads (syncs in flight)
+    uint64_t wal_max_message = 16384;      // bigger messages are committed to LMDB directly
   } queue;
 };
 

@@ -664,8 +664,10 @@ void Loader::load(const toml::table& root, Config& c) {
               read_uint(v, kp, 1 << 16, 1ULL << 32, q.wal_segment_size,
                         "bytes, between 64 KiB and 4 GiB");
             }},
-           {"wal_threads", [&](const toml::node& v, const std::string& kp) {
-              read_uint(v, kp, 1, 8, q.wal_threads);
+           {"wal_threads", [&](const toml::node& v,
+                               const std::string& kp) { read_uint(v, kp, 1, 8, q.wal_threads); }},
+           {"wal_max_message", [&](const toml::node& v, const std::string& kp) {
+              read_uint(v, kp, 0, kAny, q.wal_max_message, {});
             }}});
   };
 

@@ -374,6 +374,7 @@ std::string describe(const Config& c) {
   line("wal", boolean(c.queue.wal));
   line("wal_segment_size", num(c.queue.wal_segment_size));
   line("wal_threads", num(c.queue.wal_threads));
+  line("wal_max_message", num(c.queue.wal_max_message));
   return o;
 }
 

@@ -177,6 +177,7 @@ int main(int argc, char** argv) {
   queue::raise_queue_id_floor((*store)->max_id());
   queue::Committer::Limits commit_limits;
   commit_limits.log_threads = config.queue.wal_threads;
+  commit_limits.log_max_message = static_cast<size_t>(config.queue.wal_max_message);
   queue::Committer committer(**store, commit_limits, wal.get());
   committer.set_event_log(log_fd);
 

@@ -112,7 +112,7 @@ Committer::Committer(Store& store, Limits limits, Wal* wal)
   if (wal_) {
     // A record never takes more than a quarter of a segment, and a batch at most half,
     // so switching segments always leaves room for the batch that caused it.
-    wal_max_record_ = static_cast<size_t>(wal_->capacity() / 4);
+    wal_max_record_ = std::min(static_cast<size_t>(wal_->capacity() / 4), limits_.log_max_message);
     applied_seq_ = wal_->last_seq();
     durable_seq_.store(applied_seq_);
     kick_ = std::make_unique<Kick>();
