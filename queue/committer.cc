@@ -133,6 +133,13 @@ void Committer::submit(WriteRequest* r) {
     return;
   }
   if (inbox_.push(r)) inbox_.head().notify_one();
+  if (wal_ && r->needs_sync()) wake_urgent();
+}
+
+void Committer::wake_urgent() {
+  urgent_.store(true);
+  std::lock_guard lock(delay_mu_);
+  delay_cv_.notify_one();
 }
 
 void Committer::stop() {
@@ -189,7 +196,11 @@ void Committer::run() {
       });
       auto due = last_commit + kApplyInterval;
       if (!urgent && std::chrono::steady_clock::now() < due) {
-        std::this_thread::sleep_until(due);
+        // Woken early by anything that waits for its answer (wake_urgent).
+        std::unique_lock lock(delay_mu_);
+        delay_cv_.wait_until(lock, due, [&] { return urgent_.load(); });
+        urgent_.store(false);
+        lock.unlock();
         take();
       }
     }
@@ -414,8 +425,10 @@ void Committer::commit_batch(std::vector<WriteRequest*>& batch) {
 }
 
 void Committer::kick_applier() {
-  if (!kick_queued_.exchange(true, std::memory_order_acq_rel))
+  if (!kick_queued_.exchange(true, std::memory_order_acq_rel)) {
     if (inbox_.push(kick_.get())) inbox_.head().notify_one();
+    wake_urgent();
+  }
 }
 
 bool Committer::wait_durable(uint64_t seq) {

@@ -155,6 +155,7 @@ class Committer {
   void finish_chunk(Chunk& c, const Status& written);
   bool wait_durable(uint64_t seq);
   void kick_applier();
+  void wake_urgent();
 
   Store& store_;
   Limits limits_;
@@ -182,6 +183,12 @@ class Committer {
   std::atomic<bool> wal_broken_{false};     // a log write failed
   std::mutex durable_mu_;
   std::condition_variable durable_cv_;
+  // The commit thread's wait between applies, cut short by requests that wait for their
+  // answer (messages too big for the log, the log thread's sync requests). Never taken on
+  // the path of a logged message.
+  std::mutex delay_mu_;
+  std::condition_variable delay_cv_;
+  std::atomic<bool> urgent_{false};
   std::vector<WriteRequest*> held_;  // commit thread: log batches waiting for room, in order
   uint64_t applied_seq_ = 0;         // commit thread: highest seq applied (maybe not synced)
   std::atomic<bool> stopping_{false};
