@@ -132,8 +132,10 @@ void Committer::submit(WriteRequest* r) {
     if (wal_inbox_.push(r)) wal_inbox_.head().notify_one();
     return;
   }
+  // Read before the push: once pushed, the request may be done and freed at any moment.
+  bool urgent = wal_ && r->needs_sync();
   if (inbox_.push(r)) inbox_.head().notify_one();
-  if (wal_ && r->needs_sync()) wake_urgent();
+  if (urgent) wake_urgent();
 }
 
 void Committer::wake_urgent() {
@@ -567,6 +569,7 @@ size_t Committer::frame_chunks(std::vector<WriteRequest*>& taken, std::vector<Ch
       }
       // A huge envelope: this one goes straight to LMDB with a full sync.
       if (inbox_.push(r)) inbox_.head().notify_one();
+      wake_urgent();
       ++used;
       continue;
     }
