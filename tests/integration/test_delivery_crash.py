@@ -134,12 +134,22 @@ class DeliveryCrash(unittest.TestCase):
     def test_duplicates_are_counted(self):
         ids = self.ids_in_order()
         dups = len(ids) - len(set(ids))
-        # At-least-once: duplicates are allowed but bounded by what can be in flight at the
-        # kill (2 connections, and the outcomes not yet committed).
+        # At-least-once: a message may arrive again only if it arrived before the kill (its
+        # outcome was not yet in the queue), and then once more at most. How many that is
+        # depends on timing (how far the queue's writer was behind at the kill: under a
+        # loaded sanitizer build, dozens), so it is printed, not bounded.
         print(f"\ndelivery crash: {len(self.acked)} acknowledged, {self.refused} refused at "
               f"the kill, {self.before_restart} delivered before restart, {len(ids)} "
               f"deliveries in all, {dups} duplicates", flush=True)
-        self.assertLessEqual(dups, 2 * 20 + 10)
+        first_at = {}
+        for pos, msgid in enumerate(ids):
+            if msgid in first_at:
+                self.assertLess(first_at[msgid], self.before_restart,
+                                f"{msgid} first arrived after the restart, and again later")
+            else:
+                first_at[msgid] = pos
+        too_many = sorted(m for m in set(ids) if ids.count(m) > 2)
+        self.assertEqual(too_many, [], "delivered three times or more")
         unexpected = set(ids) - self.acked
         # Messages in the DATA phase at the kill may have been committed without the
         # client seeing 250: those may arrive too, but nothing that was never sent.
