@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/latch.h"
 #include "tests/support/temp_dir.h"
 
 namespace ringmail::queue {
@@ -21,28 +22,7 @@ namespace {
 
 using TempDir = ringmail::testing::TempDir;
 
-// Counts completions; the test thread waits on it with a deadline.
-class Latch {
- public:
-  void add() {
-    std::lock_guard lock(mu_);
-    ++n_;
-    cv_.notify_all();
-  }
-  bool wait_for(int n, std::chrono::seconds limit) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, limit, [&] { return n_ >= n; });
-  }
-  int count() {
-    std::lock_guard lock(mu_);
-    return n_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int n_ = 0;
-};
+using Latch = ringmail::testing::Latch;
 
 class Request final : public EnqueueRequest {
  public:

@@ -20,6 +20,7 @@
 #include "queue/committer.h"
 #include "queue/record.h"
 #include "queue/wal.h"
+#include "tests/support/latch.h"
 #include "tests/support/temp_dir.h"
 
 namespace ringmail::queue {
@@ -28,28 +29,7 @@ namespace {
 using TempDir = ringmail::testing::TempDir;
 using std::chrono::seconds;
 
-// Counts completions; the test thread waits on it with a deadline.
-class Latch {
- public:
-  void add() {
-    std::lock_guard lock(mu_);
-    ++n_;
-    cv_.notify_all();
-  }
-  bool wait_for(int n, std::chrono::seconds limit) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, limit, [&] { return n_ >= n; });
-  }
-  int count() {
-    std::lock_guard lock(mu_);
-    return n_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int n_ = 0;
-};
+using Latch = ringmail::testing::Latch;
 
 // A message with every envelope field set, so a round trip through the log shows up.
 Envelope make_envelope(uint64_t id, size_t body_size, int recipients = 1) {
