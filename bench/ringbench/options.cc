@@ -148,6 +148,10 @@ Result<SinkOptions> parse_sink_options(int argc, char** argv) {
       o.fsync = true;
       continue;
     }
+    if (f == "--group-commit") {
+      o.fsync = o.group_commit = true;
+      continue;
+    }
     if (!f.starts_with("--")) return bad(f, "unexpected argument");
     if (!a.value(v)) return bad(f, "needs a value");
     bool ok = true;
@@ -189,8 +193,9 @@ void print_usage() {
       "            [--to rcpt@bench.test] [--threads T] [--timeout-seconds S]\n"
       "            [--io-timeout-seconds S] [--retries R] [--helo NAME]\n"
       "            [--starttls | --tls-on-connect] [--auth USER:PASSWORD]\n"
-      "  ringbench sink --port P [--address 127.0.0.1] [--threads T] [--fsync] [--fsync-dir D]\n"
-      "                 [--buffers N] [--buffer-size BYTES] [--expect N [--expect-seconds S]]\n"
+      "  ringbench sink --port P [--address 127.0.0.1] [--threads T] [--fsync [--group-commit]]\n"
+      "                 [--fsync-dir D] [--buffers N] [--buffer-size BYTES] [--expect N "
+      "[--expect-seconds S]]\n"
       "\n"
       "load generator: N messages (default 1000) over C connections (default 10), BYTES of\n"
       "content each (default 1024), M per connection before QUIT and reconnect (0 = all).\n"

@@ -38,10 +38,11 @@ struct ClientOptions {
 struct SinkOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 0;
-  unsigned threads = 0;     // 0 = one per core
-  bool fsync = false;       // write each message to a file, fdatasync before 250
-  std::string fsync_dir;    // where those files live ($TMPDIR or /tmp)
-  unsigned buffers = 1024;  // provided receive buffers per thread (power of two)
+  unsigned threads = 0;       // 0 = one per core
+  bool fsync = false;         // write each message to a file, fdatasync before 250
+  bool group_commit = false;  // --fsync: one write + fdatasync per group, not per message
+  std::string fsync_dir;      // where those files live ($TMPDIR or /tmp)
+  unsigned buffers = 1024;    // provided receive buffers per thread (power of two)
   unsigned buffer_size = 16384;
   // --expect N: exit as soon as N messages have arrived (end-to-end relay runs), printing
   // when that happened; --expect-seconds bounds the wait.

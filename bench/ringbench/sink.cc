@@ -59,13 +59,34 @@ bool parse_address(const SinkOptions& o, sockaddr_storage& ss, socklen_t& len) {
   return false;
 }
 
-// --fsync: one file per thread, unnamed where the filesystem allows (nothing to clean up).
+// --fsync: one file per thread, unnamed where the filesystem allows (nothing to clean up),
+// zero-filled to its full size first, as a real log would be: a write then never changes
+// the file's size or extents, so fdatasync writes data only, not a journal commit too.
+constexpr uint64_t kStoreFileSize = uint64_t{64} << 20;
+
 int open_store_file(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  if (fd >= 0) return fd;
-  std::string path = dir + "/ringbench-sink-XXXXXX";
-  fd = mkstemp(path.data());
-  if (fd >= 0) ::unlink(path.c_str());
+  if (fd < 0) {
+    std::string path = dir + "/ringbench-sink-XXXXXX";
+    fd = mkstemp(path.data());
+    if (fd >= 0) ::unlink(path.c_str());
+  }
+  if (fd < 0) return fd;
+  static const std::string zeros(1 << 20, '\0');
+  for (uint64_t off = 0; off < kStoreFileSize; off += zeros.size())
+    if (::pwrite(fd, zeros.data(), zeros.size(), static_cast<off_t>(off)) !=
+        static_cast<ssize_t>(zeros.size())) {
+      int e = errno ? errno : ENOSPC;
+      ::close(fd);
+      errno = e;
+      return -1;
+    }
+  if (::fsync(fd) != 0) {
+    int e = errno;
+    ::close(fd);
+    errno = e;
+    return -1;
+  }
   return fd;
 }
 
@@ -126,6 +147,8 @@ int run_sink(const SinkOptions& opt) {
     w->listen_fd = *fd;
     if (opt.fsync) {
       w->state.fsync = true;
+      w->state.group_commit = opt.group_commit;
+      w->state.file_size = kStoreFileSize;
       w->state.file_fd = open_store_file(opt.fsync_dir);
       if (w->state.file_fd < 0) {
         std::fprintf(stderr, "ringbench sink: --fsync: cannot create a file in %s: %s\n",
@@ -141,7 +164,11 @@ int run_sink(const SinkOptions& opt) {
   }
   std::fprintf(stderr, "sink: listening on %s port %u, %u threads%s\n", opt.address.c_str(),
                opt.port, opt.threads,
-               opt.fsync ? (", fdatasync per message in " + opt.fsync_dir).c_str() : "");
+               opt.fsync ? (std::string(opt.group_commit ? ", one fdatasync per group in "
+                                                         : ", fdatasync per message in ") +
+                            opt.fsync_dir)
+                               .c_str()
+                         : "");
 
   auto total = [&workers] {
     uint64_t n = 0;

@@ -26,9 +26,8 @@ namespace {
 constexpr size_t kMaxLine = 4096;  // a command line, CRLF included
 constexpr rt::Duration kIdleTimeout = 300s;
 constexpr rt::Duration kSendTimeout = 30s;
-constexpr rt::Duration kByeTimeout = 1s;             // the 421 at shutdown
-constexpr uint64_t kFileWrap = uint64_t{256} << 20;  // --fsync file: rewritten from 0 past this
-constexpr size_t kKeepBody = size_t{1} << 20;        // --fsync: body buffer kept between messages
+constexpr rt::Duration kByeTimeout = 1s;       // the 421 at shutdown
+constexpr size_t kKeepBody = size_t{1} << 20;  // --fsync: body buffer kept between messages
 
 constexpr std::string_view kGreeting = "220 sink.bench.test ESMTP ringbench sink\r\n";
 constexpr std::string_view kEhlo =
@@ -112,6 +111,86 @@ const char* find_terminator(const char* p, size_t n) {
 }
 
 }  // namespace
+
+// A session whose message waits for the thread's next group sync.
+struct GroupWaiter {
+  SinkThread& t;
+  rt::Loop& loop;
+  GroupWaiter* next = nullptr;
+  std::coroutine_handle<> h;
+  bool ok = false;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> hh);
+  bool await_resume() const noexcept { return ok; }
+};
+
+namespace {
+
+// Appends `data` at the thread's file offset and syncs it: true when all of it is on disk.
+rt::Task<bool> write_and_sync(SinkThread& t, rt::Loop& loop, const std::string& data) {
+  if (t.file_off + data.size() > t.file_size) t.file_off = 0;
+  uint64_t off = t.file_off;
+  t.file_off += data.size();
+  size_t done = 0;
+  int r = 0;
+  while (done < data.size()) {
+    FileWrite w(loop, t.file_fd, data.data() + done, data.size() - done, off + done);
+    r = co_await w;
+    if (r <= 0) break;
+    done += static_cast<size_t>(r);
+  }
+  if (done == data.size()) {
+    DataSync sync(loop, t.file_fd);
+    r = co_await sync;
+  }
+  if (r < 0 && !t.file_error_reported) {
+    t.file_error_reported = true;
+    std::fprintf(stderr, "sink: --fsync: %s\n", std::strerror(-r));
+  }
+  co_return r >= 0 && done == data.size();
+}
+
+// Syncs groups until no session waits: each takes everything that arrived during the
+// previous one (classic group commit, one sync in flight per thread).
+rt::Task<void> sync_groups(SinkThread& t, rt::Loop& loop) {
+  std::string data;
+  while (t.waiters) {
+    GroupWaiter* group = t.waiters;
+    t.waiters = nullptr;
+    data.swap(t.group);
+    t.group.clear();
+    bool ok = co_await write_and_sync(t, loop, data);
+    data.clear();
+    if (data.capacity() > kKeepBody) std::string().swap(data);
+    // Oldest first; a resumed session may already join the next group.
+    GroupWaiter* rev = nullptr;
+    while (group) {
+      GroupWaiter* n = group->next;
+      group->next = rev;
+      rev = group;
+      group = n;
+    }
+    while (rev) {
+      GroupWaiter* n = rev->next;
+      rev->ok = ok;
+      rev->h.resume();
+      rev = n;
+    }
+  }
+  t.group_syncing = false;
+}
+
+}  // namespace
+
+void GroupWaiter::await_suspend(std::coroutine_handle<> hh) {
+  h = hh;
+  next = t.waiters;
+  t.waiters = this;
+  if (!t.group_syncing) {
+    t.group_syncing = true;
+    loop.spawn(sync_groups(t, loop));
+  }
+}
 
 SinkSession::SinkSession(SinkThread& t, rt::Loop& loop, int fd)
     : t_(t), loop_(loop), stream_(loop, fd) {
@@ -248,28 +327,17 @@ void SinkSession::message_done(bool stored) {
 }
 
 rt::Task<bool> SinkSession::store() {
-  if (t_.file_off + body_.size() > kFileWrap) t_.file_off = 0;
-  uint64_t off = t_.file_off;
-  t_.file_off += body_.size();
-  size_t done = 0;
-  int r = 0;
-  while (done < body_.size()) {
-    FileWrite w(loop_, t_.file_fd, body_.data() + done, body_.size() - done, off + done);
-    r = co_await w;
-    if (r <= 0) break;
-    done += static_cast<size_t>(r);
-  }
-  if (done == body_.size()) {
-    DataSync sync(loop_, t_.file_fd);
-    r = co_await sync;
+  bool ok;
+  if (t_.group_commit) {
+    t_.group.append(body_);
+    GroupWaiter w{t_, loop_};
+    ok = co_await w;
+  } else {
+    ok = co_await write_and_sync(t_, loop_, body_);
   }
   body_.clear();
   if (body_.capacity() > kKeepBody) std::string().swap(body_);
-  if (r < 0 && !t_.file_error_reported) {
-    t_.file_error_reported = true;
-    std::fprintf(stderr, "sink: --fsync: %s\n", std::strerror(-r));
-  }
-  co_return r >= 0 && done > 0;
+  co_return ok;
 }
 
 rt::Task<void> SinkSession::run() {

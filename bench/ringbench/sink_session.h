@@ -5,7 +5,9 @@
 // matcher that survives any split between receives, so content is consumed as it comes
 // and never buffered; BDAT chunks (RFC 3030) are skipped by count. With --fsync the
 // content is also collected and written to the thread's file, and fdatasync'd before
-// the 250.
+// the 250; with --group-commit too, one write + fdatasync covers every message of the
+// thread that ended while the previous one ran (a durable server with no queue at all:
+// the bound for any server that syncs before its 250).
 #pragma once
 
 #include <atomic>
@@ -20,6 +22,7 @@
 namespace ringbench {
 
 class SinkSession;
+struct GroupWaiter;
 
 // What a sink thread's sessions share. Touched only on that thread, except `count`,
 // which the main thread reads.
@@ -31,7 +34,12 @@ struct alignas(64) SinkThread {
   bool fsync = false;
   int file_fd = -1;  // --fsync: where message content goes
   uint64_t file_off = 0;
+  uint64_t file_size = 0;  // zero-filled up front; writes wrap to offset 0 at its end
   bool file_error_reported = false;
+  bool group_commit = false;
+  std::string group;               // content waiting for the next sync
+  GroupWaiter* waiters = nullptr;  // its sessions, newest first
+  bool group_syncing = false;      // a group's write + sync is in flight
 };
 
 class SinkSession {
