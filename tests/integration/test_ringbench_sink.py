@@ -45,7 +45,13 @@ class Sink:
 
     def stop(self) -> tuple[int, str, str]:
         self.proc.send_signal(signal.SIGTERM)
-        out, err = self.proc.communicate(timeout=t(30))
+        try:
+            out, err = self.proc.communicate(timeout=t(30))
+        except subprocess.TimeoutExpired:
+            # A sink that does not stop is a failure, and must not outlive the test.
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            raise AssertionError("sink did not exit on SIGTERM: " + err[-500:])
         return self.proc.returncode, out, err
 
 

@@ -446,6 +446,43 @@ TEST_F(StoreTest, MapStopsGrowingAtMax) {
   EXPECT_EQ(body_of(QueueId{2}), "small");
 }
 
+TEST_F(StoreTest, AFullQueueCanStillBeEmptied) {
+  // Filled until nothing more fits at the maximum map: deleting must still work (it needs
+  // a few fresh pages for its copy-on-write, and a full map has none), or a full queue
+  // could never drain: neither delivery nor `ringctl queue delete` could free space.
+  open(/*initial=*/1 << 20, /*max=*/1 << 20, "full");
+  std::vector<QueueId> ids;
+  uint64_t next = 1;
+  size_t big = 0;
+  // 3000-byte messages until one does not fit, then ever smaller ones: every last page.
+  for (size_t size : {3000, 300, 30, 1}) {
+    for (int n = 0; n < 5000; ++n, ++next) {
+      int rc = put(QueueId{next}, envelope("s@x", {"r@y"}, static_cast<int64_t>(next)),
+                   pattern_body(size, static_cast<uint32_t>(next)));
+      if (rc == MDB_MAP_FULL) break;
+      ASSERT_EQ(rc, 0) << lmdb_error(rc);
+      ids.push_back(QueueId{next});
+      if (size == 3000) ++big;
+    }
+  }
+  ASSERT_GT(big, 10u);
+  ASSERT_LT(ids.size(), 15000u) << "never filled";
+  for (auto id : ids) {
+    auto r = store_->remove(id);
+    ASSERT_TRUE(r.ok()) << "message " << id.value << " of " << ids.size() << ": "
+                        << r.error().message;
+    EXPECT_TRUE(*r);
+  }
+  size_t left = 0;
+  ASSERT_TRUE(store_->for_each([&](QueueId, const Envelope&) { return ++left, true; }).ok());
+  EXPECT_EQ(left, 0u);
+  // The space is used again (not all of it: LMDB's freelist keeps some pages).
+  size_t again = 0;
+  for (uint64_t i = 100000; i < 100000 + big; ++i, ++again)
+    if (put(QueueId{i}, envelope("s@x", {"r@y"}, 1), pattern_body(3000, 1)) != 0) break;
+  EXPECT_GE(again * 10, big * 8) << again << " of " << big;
+}
+
 TEST_F(StoreTest, OpenFailsCleanlyOnABadDirectory) {
   Store::Options o;
   o.dir = dir_.path() + "/file";
