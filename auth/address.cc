@@ -216,4 +216,10 @@ Result<Path> parse_path(std::string_view s, bool allow_null, bool allow_utf8, si
   return p;
 }
 
+bool is_postmaster(std::string_view address) {
+  size_t at = address.rfind('@');
+  std::string_view local = address.substr(0, at);
+  return local.size() == 10 && strncasecmp(local.data(), "postmaster", 10) == 0;
+}
+
 }  // namespace ringmail::auth

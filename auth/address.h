@@ -19,7 +19,8 @@ struct Mailbox {
   std::string domain;  // lower-cased ASCII (U-labels kept as UTF-8); "[...]" for literals
   bool quoted_local = false;
   bool address_literal = false;
-  std::string str() const { return local + "@" + domain; }
+  // No domain only for RCPT TO:<Postmaster> (RFC 5321 4.1.1.3): just the local part.
+  std::string str() const { return domain.empty() ? local : local + "@" + domain; }
 };
 
 struct Path {
@@ -36,5 +37,9 @@ struct Path {
 // `allow_utf8`: SMTPUTF8 was given, so UTF-8 is allowed in local part and domain
 // (RFC 6531); without it a non-ASCII octet is an error.
 Result<Path> parse_path(std::string_view s, bool allow_null, bool allow_utf8, size_t* consumed);
+
+// "postmaster" or "postmaster@<domain>", any case: RFC 5321 4.5.1 requires it to work for
+// every domain the server takes mail for, user or not.
+bool is_postmaster(std::string_view address);
 
 }  // namespace ringmail::auth

@@ -59,6 +59,9 @@ struct Config {
   struct Relay {
     std::vector<std::string> local_domains;  // lower-cased on load
     std::vector<Cidr> trusted_networks;
+    // RCPT for a local domain names a user or alias of the user database (or postmaster),
+    // or gets 550 5.1.1 at once instead of a bounce after the 250 (backscatter).
+    bool reject_unknown_recipients = false;
   } relay;
 
   struct Auth {

@@ -378,7 +378,8 @@ class Loader {
                 }
               });
             }},
-           {"trusted_networks", [&](const toml::node& v, const std::string& p) {
+           {"trusted_networks",
+            [&](const toml::node& v, const std::string& p) {
               read_array(v, p, [&](const toml::node& e, const std::string& ep) {
                 std::string text;
                 if (!read_string(e, ep, text)) return;
@@ -389,6 +390,9 @@ class Loader {
                   add(e, ep, c.error().message);
                 }
               });
+            }},
+           {"reject_unknown_recipients", [&](const toml::node& v, const std::string& p) {
+              read_bool(v, p, r.reject_unknown_recipients);
             }}});
   }
 

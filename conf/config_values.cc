@@ -302,6 +302,7 @@ std::string describe(const Config& c) {
   line("local_domains", list(c.relay.local_domains, str));
   line("trusted_networks",
        list(c.relay.trusted_networks, [](const Cidr& n) { return toml_string(format_cidr(n)); }));
+  line("reject_unknown_recipients", c.relay.reject_unknown_recipients ? "true" : "false");
 
   o += "\n[auth]\n";
   line("allow_plaintext", boolean(c.auth.allow_plaintext));

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "auth/address.h"
 #include "auth/user_db.h"
 #include "dns/domain.h"
 #include "mta/delivery/dsn.h"
@@ -90,13 +91,6 @@ std::optional<dns::Address> ip_literal(const std::string& host) {
     return a;
   }
   return std::nullopt;
-}
-
-// "postmaster" or "postmaster@<domain>", any case (RFC 5321 4.5.1).
-bool is_postmaster(std::string_view address) {
-  size_t at = address.rfind('@');
-  std::string_view local = address.substr(0, at);
-  return local.size() == 10 && strncasecmp(local.data(), "postmaster", 10) == 0;
 }
 
 // RFC 5321 6.3: a message that has passed this many MTAs is looping; Postfix's
@@ -546,7 +540,7 @@ rt::Task<void> Agent::local(std::shared_ptr<Destination> d) {
         if (owner && owner->has_value()) {
           account = (*owner)->address;
           quota = (*owner)->quota;
-        } else if (owner && is_postmaster(addr)) {
+        } else if (owner && auth::is_postmaster(addr)) {
           // RFC 5321 4.5.1: postmaster must work for every domain we take mail for.
           // Without a user or alias of that name it gets a mailbox of its own
           // (`ringctl mailbox list postmaster@...` reads it) rather than a bounce.

@@ -212,14 +212,21 @@ Result<MailFrom> parse_mail_from(std::string_view arg) {
 
 Result<RcptTo> parse_rcpt_to(std::string_view arg, bool smtputf8) {
   if (!strip_keyword(arg, "TO:")) return err(501, "5.5.4 Syntax: RCPT TO:<address>");
-  size_t used = 0;
-  auto path = auth::parse_path(arg, /*allow_null=*/false, smtputf8, &used);
-  if (!path) {
-    if (path.error().code == 553) return err(553, "5.6.7 " + path.error().message);
-    return err(501, "5.1.3 Bad recipient address syntax: " + path.error().message);
-  }
   RcptTo r;
-  r.path = std::move(path.value());
+  size_t used = 0;
+  if (istarts_with(arg, "<postmaster>")) {
+    // RFC 5321 4.1.1.3: "<Postmaster>" without a domain is a valid recipient, the
+    // postmaster of this server (4.5.1: any case). The domain stays empty.
+    r.path.mailbox.local = std::string(arg.substr(1, 10));
+    used = 12;
+  } else {
+    auto path = auth::parse_path(arg, /*allow_null=*/false, smtputf8, &used);
+    if (!path) {
+      if (path.error().code == 553) return err(553, "5.6.7 " + path.error().message);
+      return err(501, "5.1.3 Bad recipient address syntax: " + path.error().message);
+    }
+    r.path = std::move(path.value());
+  }
   std::string_view rest = arg.substr(used);
   if (!rest.empty() && rest.front() != ' ') return err(501, "5.5.4 Syntax: RCPT TO:<address>");
   Params params(rest);

@@ -2,6 +2,8 @@
 #include <cctype>
 #include <string>
 
+#include "auth/address.h"
+#include "auth/user_db.h"
 #include "mta/smtp/command_parser.h"
 #include "mta/smtp/session.h"
 
@@ -90,6 +92,21 @@ void Session::cmd_rcpt(std::string_view arg) {
     reply("554 5.7.1 <" + address + ">: Relay access denied");
     count_error();  // relay probing counts towards max_errors like any refused command
     return;
+  }
+  if (decision == auth::RcptDecision::local && ctx_.config.relay.reject_unknown_recipients &&
+      ctx_.auth.users && !auth::is_postmaster(address)) {
+    // A few B-tree page reads from the user database's memory map (auth/user_db.h), so it
+    // runs here rather than on a worker: refusing now is what saves the bounce later.
+    auto owner = ctx_.auth.users->find_owner(address);
+    if (!owner) {
+      reply("451 4.3.0 <" + address + ">: Recipient lookup failed, try again later");
+      return;
+    }
+    if (!owner->has_value()) {
+      reply("550 5.1.1 <" + address + ">: Recipient address rejected: user unknown");
+      count_error();  // address harvesting counts towards max_errors too
+      return;
+    }
   }
   queue::Recipient rc;
   rc.address = address;

@@ -74,6 +74,18 @@ TEST_F(RelayPolicyTest, LocalRecipientIsLocalForEveryone) {
   }
 }
 
+TEST_F(RelayPolicyTest, BarePostmasterIsLocalAndNothingElseWithoutADomain) {
+  // RCPT TO:<Postmaster> (RFC 5321 4.1.1.3) is the one path without a domain.
+  Path pm;
+  pm.mailbox.local = "Postmaster";
+  EXPECT_EQ(policy_.check(pm, outsider_.get(), false), RcptDecision::local);
+  Path other;
+  other.mailbox.local = "user";
+  EXPECT_EQ(policy_.check(other, outsider_.get(), false), RcptDecision::denied);
+  EXPECT_EQ(policy_.check(other, trusted_.get(), false), RcptDecision::denied);
+  EXPECT_EQ(policy_.check(other, outsider_.get(), true), RcptDecision::denied);
+}
+
 TEST_F(RelayPolicyTest, UpperCaseDomainIsLocalThroughTheParser) {
   EXPECT_EQ(from_outsider("<User@EXAMPLE.TEST>"), RcptDecision::local);
   EXPECT_EQ(from_outsider("<user@Example.Test>"), RcptDecision::local);

@@ -69,6 +69,7 @@ TEST(ConfigTest, DefaultConfigLoads) {
   EXPECT_FALSE(c.server.hostname.empty());
   EXPECT_EQ(c.relay.local_domains, std::vector<std::string>{"localhost"});
   EXPECT_TRUE(c.relay.trusted_networks.empty());
+  EXPECT_FALSE(c.relay.reject_unknown_recipients);
   EXPECT_FALSE(c.auth.allow_plaintext);
   EXPECT_TRUE(c.tls.cert.empty());
   EXPECT_TRUE(c.tls.key.empty());
@@ -147,6 +148,7 @@ key = "/k.pem"
 [relay]
 local_domains = ["Example.TEST", "b.example", "example.test"]
 trusted_networks = ["10.1.2.3/8", "::1"]
+reject_unknown_recipients = true
 
 [auth]
 allow_plaintext = true
@@ -187,6 +189,7 @@ backend = "maildir"
   EXPECT_EQ(c.tls.key, "/k.pem");
   EXPECT_EQ(c.relay.local_domains, (std::vector<std::string>{"example.test", "b.example"}));
   ASSERT_EQ(c.relay.trusted_networks.size(), 2u);
+  EXPECT_TRUE(c.relay.reject_unknown_recipients);
   EXPECT_FALSE(c.relay.trusted_networks[0].v6);
   EXPECT_EQ(c.relay.trusted_networks[0].prefix, 8u);
   EXPECT_EQ(c.relay.trusted_networks[0].addr[0], 10);
@@ -685,8 +688,7 @@ TEST(ConfigAuthTest, KeysAndLimits) {
             "t.toml:2:18: auth.failure_window: must be greater than zero");
   EXPECT_EQ(errors("[auth]\nhash_threads = 65\n"),
             "t.toml:2:16: auth.hash_threads: must be between 1 and 64, got 65");
-  EXPECT_EQ(errors("[auth]\nmax_failure = 3\n"),
-            "t.toml:2:1: unknown key 'max_failure' in [auth]");
+  EXPECT_EQ(errors("[auth]\nmax_failure = 3\n"), "t.toml:2:1: unknown key 'max_failure' in [auth]");
 }
 
 }  // namespace

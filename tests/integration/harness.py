@@ -119,11 +119,13 @@ class Daemon:
 
     def __init__(self, trusted_networks=(), local_domains=(LOCAL_DOMAIN,), hostname=HOSTNAME,
                  threads=2, data_dir=None, extra_toml="", submission=False, submissions=False,
-                 auth=None, tls_cert=None, tls_key=None, delivery=None, dns=None, **limits):
+                 auth=None, tls_cert=None, tls_key=None, delivery=None, dns=None, relay=None,
+                 **limits):
         if not os.path.exists(RINGMAILD):
             raise unittest.SkipTest(f"ringmaild not built: {RINGMAILD} is missing")
         self.trusted_networks = list(trusted_networks)
         self.local_domains = list(local_domains)
+        self.relay = dict(relay or {})  # more [relay] keys
         self.hostname = hostname
         self.threads = threads
         self.limits = dict(limits)
@@ -177,8 +179,9 @@ class Daemon:
             "[relay]",
             f"local_domains = {_toml_value(self.local_domains)}",
             f"trusted_networks = {_toml_value(self.trusted_networks)}",
-            "",
         ]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in self.relay.items()]
+        lines += [""]
         if self.tls_cert or self.tls_key:
             lines.append("[tls]")
             if self.tls_cert:

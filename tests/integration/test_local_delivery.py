@@ -103,6 +103,15 @@ class LocalDelivery(unittest.TestCase):
         box = self.mailbox("postmaster@example.test")
         self.assertEqual(len(box), 1)
 
+    def test_bare_postmaster_is_delivered(self):
+        # RFC 5321 4.1.1.3: RCPT TO:<Postmaster> without a domain names this server's
+        # postmaster; it is taken and lands in the postmaster mailbox.
+        self.send(["Postmaster"])
+        ev = wait_events(self.d, lambda e: any(x["event"] == "delivered" for x in e), t(10))
+        self.assertEqual([x["event"] for x in ev if x["event"] != "received"], ["delivered"])
+        box = self.mailbox("postmaster")
+        self.assertEqual(len(box), 1)
+
     def test_over_quota_defers(self):
         r = self.d.ringctl("user", "quota", "bob@example.test", "100")
         self.assertEqual(r.returncode, 0, r.stderr)

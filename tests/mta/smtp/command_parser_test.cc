@@ -199,8 +199,7 @@ TEST(ParseMailFrom, AuthParameter) {
   const std::vector<std::string> bad = {
       "FROM:<a@b.example> AUTH", "FROM:<a@b.example> AUTH=", "FROM:<a@b.example> AUTH=a+zz",
       "FROM:<a@b.example> AUTH=<> AUTH=<>", "FROM:<a@b.example> AUTH=" + std::string(501, 'x')};
-  for (const std::string& a : bad)
-    EXPECT_EQ(code_of(parse_mail_from(a)), 501) << a;
+  for (const std::string& a : bad) EXPECT_EQ(code_of(parse_mail_from(a)), 501) << a;
 }
 
 TEST(ParseMailFrom, Envid) {
@@ -306,6 +305,21 @@ TEST(ParseRcptTo, NotifyRules) {
         "TO:<b@x.example> NOTIFY=", "TO:<b@x.example> NOTIFY", "TO:<b@x.example> NOTIFY=ALWAYS",
         "TO:<b@x.example> NOTIFY=NEVER NOTIFY=NEVER",
         "TO:<b@x.example> NOTIFY=SUCCESS NOTIFY=FAILURE"})
+    EXPECT_EQ(code_of(parse_rcpt_to(a, false)), 501) << a;
+}
+
+TEST(ParseRcptTo, BarePostmaster) {
+  // RFC 5321 4.1.1.3: "<Postmaster>" is a recipient without a domain; any case (4.5.1).
+  for (const char* a : {"TO:<Postmaster>", "TO:<postmaster>", "TO:<POSTMASTER>"}) {
+    RcptTo r = rcpt_ok(a);
+    EXPECT_TRUE(r.path.mailbox.domain.empty()) << a;
+    EXPECT_EQ(r.path.str(), std::string(a).substr(4, 10)) << a;
+  }
+  RcptTo p = rcpt_ok("TO:<Postmaster> NOTIFY=NEVER");
+  EXPECT_EQ(p.notify, queue::kNotifyNever);
+  // Only exactly that: other domain-less paths stay syntax errors.
+  for (const char* a : {"TO:<postmasterx>", "TO:<postmaste>", "TO:<post master>",
+                        "TO:<Postmaster>x", "TO:<Postmaster", "TO:<user>", "TO:<@a:postmaster>"})
     EXPECT_EQ(code_of(parse_rcpt_to(a, false)), 501) << a;
 }
 
