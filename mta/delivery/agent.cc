@@ -28,7 +28,6 @@ constexpr int kLoopsBack = 100;
 // destination before QUIT: long enough to catch the next message of a burst, short
 // enough not to hold a remote server's connection slot idle.
 constexpr auto kIdleWait = std::chrono::milliseconds(1000);
-constexpr auto kIdlePoll = std::chrono::milliseconds(10);
 
 int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -223,6 +222,12 @@ void Agent::accept(Job* job) {
   }
   std::shared_ptr<Destination> d = slot;
   d->queue.push_back(job);
+  // An idle connection to this destination takes it at once (its wait is cancelled).
+  if (!d->idlers.empty()) {
+    rt::Sleep* s = d->idlers.back();
+    d->idlers.pop_back();
+    s->cancel();
+  }
   // A new connection only when the waiting jobs outnumber the connections idle for work.
   if (d->connections < d->policy.max_connections && d->queue.size() > d->idle) {
     d->connections++;
@@ -245,9 +250,13 @@ rt::Task<Job*> Agent::next_job(Destination& d) {
   if (j || stopping_) co_return j;
   d.idle++;
   auto deadline = rt::Clock::now() + kIdleWait;
-  while (!stopping_ && d.queue.empty() && rt::Clock::now() < deadline) {
-    rt::Sleep nap(loop_, kIdlePoll);
+  for (auto now = rt::Clock::now(); !stopping_ && d.queue.empty() && now < deadline;
+       now = rt::Clock::now()) {
+    // Until the deadline, unless accept() (a new job) or shutdown() cancels the wait.
+    rt::Sleep nap(loop_, deadline - now);
+    d.idlers.push_back(&nap);
     co_await nap;
+    std::erase(d.idlers, &nap);  // still listed when the time ran out
   }
   d.idle--;
   co_return take(d);
@@ -590,6 +599,8 @@ rt::Task<void> Agent::local(std::shared_ptr<Destination> d) {
 rt::Task<void> Agent::shutdown() {
   stopping_ = true;
   for (auto& [key, d] : destinations_) {
+    for (rt::Sleep* s : d->idlers) s->cancel();  // idle connections QUIT now
+    d->idlers.clear();
     while (!d->queue.empty()) {
       finish(d->queue.front(), {});  // not attempted: stays due
       d->queue.pop_front();

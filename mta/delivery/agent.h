@@ -29,6 +29,10 @@
 #include "mta/runtime/tls.h"
 #include "queue/committer.h"
 
+namespace ringmail::rt {
+class Sleep;
+}
+
 namespace ringmail::delivery {
 
 class Service;
@@ -95,6 +99,7 @@ class Agent {
     std::deque<Job*> queue;
     unsigned connections = 0;
     unsigned idle = 0;                  // connections waiting for another job
+    std::vector<rt::Sleep*> idlers;     // their waits: a new job cuts one short
     rt::Clock::time_point next_send{};  // rate limit
   };
   struct Target {
