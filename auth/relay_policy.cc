@@ -24,8 +24,6 @@ bool RelayPolicy::is_trusted(const sockaddr* peer) const {
 
 bool RelayPolicy::is_local_recipient(const Path& rcpt) const {
   if (rcpt.null || rcpt.source_route || rcpt.mailbox.address_literal) return false;
-  // RCPT TO:<Postmaster>, the only path without a domain (RFC 5321 4.1.1.3): ours.
-  if (rcpt.mailbox.domain.empty()) return is_postmaster(rcpt.mailbox.local);
   if (rcpt.mailbox.quoted_local) return false;  // "a@b"@local, "a%b"@local: never local
   // user%remote@local and remote!user@local are the classic relay tricks: a mailer that
   // honours them forwards the mail. They are not local mailboxes here.
@@ -35,7 +33,8 @@ bool RelayPolicy::is_local_recipient(const Path& rcpt) const {
 
 RcptDecision RelayPolicy::check(const Path& rcpt, const sockaddr* peer, bool authenticated) const {
   if (is_local_recipient(rcpt)) return RcptDecision::local;
-  // Nothing without a domain is relayed (the parser makes none but "<Postmaster>").
+  // Nothing without a domain is local or relayed: the parser makes none but
+  // "<Postmaster>", which the session maps to a local domain first.
   if (rcpt.null || rcpt.mailbox.domain.empty()) return RcptDecision::denied;
   if (authenticated || is_trusted(peer)) return RcptDecision::relay;
   return RcptDecision::denied;

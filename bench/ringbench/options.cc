@@ -204,7 +204,9 @@ void print_usage() {
       "Last line: RESULT messages= errors= seconds= msgs_per_sec= mb_per_sec= p50_ms= p99_ms=\n"
       "sink: accepts and discards mail; SIGTERM/SIGINT print 'SINK messages=N' and exit 0.\n"
       "--expect N: exit once N messages arrived, printing 'SINK messages=N connections=C\n"
-      "reached_at=EPOCH' (unix seconds, ns precision); exit 1 if S seconds pass first.\n");
+      "reached_at=EPOCH' (unix seconds, ns precision); exit 1 if S seconds pass first.\n"
+      "--fsync: messages go to a preallocated file, fdatasync'd before the 250 (with\n"
+      "--group-commit one sync per group); the SINK line adds ' syncs=S'.\n");
 }
 
 }  // namespace ringbench

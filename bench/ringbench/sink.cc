@@ -73,7 +73,8 @@ int open_store_file(const std::string& dir) {
   }
   if (fd < 0) return fd;
   static const std::string zeros(1 << 20, '\0');
-  for (uint64_t off = 0; off < kStoreFileSize; off += zeros.size())
+  for (uint64_t off = 0; off < kStoreFileSize; off += zeros.size()) {
+    errno = 0;  // a short write sets none
     if (::pwrite(fd, zeros.data(), zeros.size(), static_cast<off_t>(off)) !=
         static_cast<ssize_t>(zeros.size())) {
       int e = errno ? errno : ENOSPC;
@@ -81,6 +82,7 @@ int open_store_file(const std::string& dir) {
       errno = e;
       return -1;
     }
+  }
   if (::fsync(fd) != 0) {
     int e = errno;
     ::close(fd);
@@ -135,16 +137,16 @@ int run_sink(const SinkOptions& opt) {
   signal(SIGPIPE, SIG_IGN);
 
   std::vector<std::unique_ptr<Worker>> workers;
+  auto close_all = [&workers] {
+    for (auto& x : workers) {
+      if (x->listen_fd >= 0) ::close(x->listen_fd);
+      if (x->state.file_fd >= 0) ::close(x->state.file_fd);
+    }
+  };
   for (unsigned i = 0; i < opt.threads; ++i) {
     auto w = std::make_unique<Worker>();
-    auto fd = rt::listen_socket(reinterpret_cast<const sockaddr*>(&addr), addr_len);
-    if (!fd) {
-      std::fprintf(stderr, "ringbench sink: cannot listen on %s port %u: %s\n", opt.address.c_str(),
-                   opt.port, fd.error().message.c_str());
-      for (auto& x : workers) ::close(x->listen_fd);
-      return 1;
-    }
-    w->listen_fd = *fd;
+    // The file first: whoever sees the port listening (compare-postfix's relay cells
+    // check only that) must not wait behind the zero-fill.
     if (opt.fsync) {
       w->state.fsync = true;
       w->state.group_commit = opt.group_commit;
@@ -153,9 +155,19 @@ int run_sink(const SinkOptions& opt) {
       if (w->state.file_fd < 0) {
         std::fprintf(stderr, "ringbench sink: --fsync: cannot create a file in %s: %s\n",
                      opt.fsync_dir.c_str(), std::strerror(errno));
+        close_all();
         return 1;
       }
     }
+    auto fd = rt::listen_socket(reinterpret_cast<const sockaddr*>(&addr), addr_len);
+    if (!fd) {
+      std::fprintf(stderr, "ringbench sink: cannot listen on %s port %u: %s\n", opt.address.c_str(),
+                   opt.port, fd.error().message.c_str());
+      if (w->state.file_fd >= 0) ::close(w->state.file_fd);
+      close_all();
+      return 1;
+    }
+    w->listen_fd = *fd;
     workers.push_back(std::move(w));
   }
   for (auto& w : workers) {
@@ -232,11 +244,17 @@ int run_sink(const SinkOptions& opt) {
     if (w->state.file_fd >= 0) ::close(w->state.file_fd);
   }
   if (reached)
-    std::printf("SINK messages=%" PRIu64 " connections=%" PRIu64 " reached_at=%lld.%09ld\n",
-                total(), connections(), static_cast<long long>(reached_at.tv_sec),
-                reached_at.tv_nsec);
+    std::printf("SINK messages=%" PRIu64 " connections=%" PRIu64 " reached_at=%lld.%09ld", total(),
+                connections(), static_cast<long long>(reached_at.tv_sec), reached_at.tv_nsec);
   else
-    std::printf("SINK messages=%" PRIu64 " connections=%" PRIu64 "\n", total(), connections());
+    std::printf("SINK messages=%" PRIu64 " connections=%" PRIu64, total(), connections());
+  if (opt.fsync) {
+    // Joined: the threads' counters are ours to read.
+    uint64_t syncs = 0;
+    for (auto& w : workers) syncs += w->state.syncs;
+    std::printf(" syncs=%" PRIu64, syncs);
+  }
+  std::printf("\n");
   std::fflush(stdout);
   return rc;
 }

@@ -142,6 +142,7 @@ rt::Task<bool> write_and_sync(SinkThread& t, rt::Loop& loop, const std::string& 
   if (done == data.size()) {
     DataSync sync(loop, t.file_fd);
     r = co_await sync;
+    ++t.syncs;
   }
   if (r < 0 && !t.file_error_reported) {
     t.file_error_reported = true;

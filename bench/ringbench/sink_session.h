@@ -40,6 +40,7 @@ struct alignas(64) SinkThread {
   std::string group;               // content waiting for the next sync
   GroupWaiter* waiters = nullptr;  // its sessions, newest first
   bool group_syncing = false;      // a group's write + sync is in flight
+  uint64_t syncs = 0;              // fdatasyncs done (the SINK line reports them)
 };
 
 class SinkSession {

@@ -80,6 +80,17 @@ void Session::cmd_rcpt(std::string_view arg) {
     count_error();
     return;
   }
+  if (r->path.mailbox.domain.empty()) {
+    // RCPT TO:<Postmaster> (RFC 5321 4.1.1.3): this server's postmaster, which is the
+    // postmaster of its first local domain, so a user or alias of that name gets it. A
+    // server with no local domain (a pure relay) has no mailbox to put it in.
+    if (ctx_.config.relay.local_domains.empty()) {
+      reply("550 5.1.1 <" + r->path.mailbox.local + ">: no local postmaster mailbox here");
+      count_error();
+      return;
+    }
+    r->path.mailbox.domain = ctx_.config.relay.local_domains.front();
+  }
   if (env_.recipients.size() >= ctx_.config.limits.max_recipients) {
     // 452, not 552: RFC 5321 4.5.3.1.10 asks clients to retry the rest later.
     reply("452 4.5.3 Error: too many recipients");

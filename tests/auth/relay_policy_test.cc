@@ -74,11 +74,14 @@ TEST_F(RelayPolicyTest, LocalRecipientIsLocalForEveryone) {
   }
 }
 
-TEST_F(RelayPolicyTest, BarePostmasterIsLocalAndNothingElseWithoutADomain) {
-  // RCPT TO:<Postmaster> (RFC 5321 4.1.1.3) is the one path without a domain.
+TEST_F(RelayPolicyTest, NothingWithoutADomainIsLocalOrRelayed) {
+  // The parser makes only "<Postmaster>" without a domain, and the session gives it the
+  // first local domain before asking; anything else domain-less is refused, even from
+  // trusted or authenticated clients.
   Path pm;
   pm.mailbox.local = "Postmaster";
-  EXPECT_EQ(policy_.check(pm, outsider_.get(), false), RcptDecision::local);
+  EXPECT_EQ(policy_.check(pm, outsider_.get(), false), RcptDecision::denied);
+  EXPECT_EQ(policy_.check(pm, trusted_.get(), false), RcptDecision::denied);
   Path other;
   other.mailbox.local = "user";
   EXPECT_EQ(policy_.check(other, outsider_.get(), false), RcptDecision::denied);

@@ -105,12 +105,18 @@ class LocalDelivery(unittest.TestCase):
 
     def test_bare_postmaster_is_delivered(self):
         # RFC 5321 4.1.1.3: RCPT TO:<Postmaster> without a domain names this server's
-        # postmaster; it is taken and lands in the postmaster mailbox.
+        # postmaster: the postmaster of its first local domain.
         self.send(["Postmaster"])
         ev = wait_events(self.d, lambda e: any(x["event"] == "delivered" for x in e), t(10))
         self.assertEqual([x["event"] for x in ev if x["event"] != "received"], ["delivered"])
-        box = self.mailbox("postmaster")
-        self.assertEqual(len(box), 1)
+        self.assertEqual(ev[0]["recipient"], "Postmaster@example.test")
+        self.assertEqual(len(self.mailbox("postmaster@example.test")), 1)
+
+    def test_bare_postmaster_reaches_a_postmaster_alias(self):
+        self.d.add_user("admin@example.test", "pw", aliases=["postmaster@example.test"])
+        self.send(["postmaster"])
+        wait_events(self.d, lambda e: any(x["event"] == "delivered" for x in e), t(10))
+        self.assertEqual(len(self.mailbox("admin@example.test")), 1)
 
     def test_over_quota_defers(self):
         r = self.d.ringctl("user", "quota", "bob@example.test", "100")

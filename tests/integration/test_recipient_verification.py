@@ -83,6 +83,19 @@ class RejectUnknownRecipients(harness.DaemonTestCase):
             c.cmd(f"RCPT TO:<carol@{LOCAL_DOMAIN}>", expect=250)
 
 
+class BarePostmasterWithoutLocalDomains(harness.DaemonTestCase):
+    def test_pure_relay_refuses_bare_postmaster(self):
+        # No local domain: no mailbox for it, and it is never relayed either.
+        with Daemon(local_domains=[], trusted_networks=["127.0.0.0/8"]) as d:
+            with d.connect() as c:
+                c.expect(220)
+                c.cmd("EHLO client.test", expect=250)
+                c.cmd("MAIL FROM:<sender@remote.test>", expect=250)
+                r = c.cmd("RCPT TO:<Postmaster>")
+                self.assertEqual(r.code, 550, r.text)
+                self.assertTrue(r.text.startswith("5.1.1 "), r.text)
+
+
 class DefaultTakesAnyLocalAddress(harness.DaemonTestCase):
     def test_unknown_local_address_is_taken_by_default(self):
         with Daemon() as d:
