@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ringmaild: %s\n", users.error().message.c_str());
     return 1;
   }
-  rt::WorkerPool hash_pool(config.auth.hash_threads);
+  rt::WorkerPool hash_pool(config.auth.hash_threads, "rm-hash");
   auth::AuthThrottle throttle(config.auth.max_failures, config.auth.failure_window);
   auth::VerifiedCache verified(config.auth.cache_ttl);
   // Local mail (relay.local_domains) goes to the built-in LMDB mailbox store.
@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ringmaild: %s\n", mail.error().message.c_str());
     return 1;
   }
-  rt::WorkerPool store_pool(2);
+  rt::WorkerPool store_pool(2, "rm-store");
   delivery::Service delivery(
       {&config, store->get(), &committer, users->get(), mail->get(), &store_pool});
   if (config.delivery.enabled) {

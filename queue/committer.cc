@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "conf/thread_name.h"
 #include "queue/record.h"
 
 namespace ringmail::queue {
@@ -118,9 +119,15 @@ Committer::Committer(Store& store, Limits limits, Wal* wal)
     kick_ = std::make_unique<Kick>();
     store_.set_meta_sync(false);
     for (unsigned i = 0; i < limits_.log_threads; ++i)
-      wal_threads_.emplace_back([this] { run_wal(); });
+      wal_threads_.emplace_back([this, i] {
+        name_this_thread("rm-wal" + std::to_string(i));
+        run_wal();
+      });
   }
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("rm-commit");
+    run();
+  });
 }
 
 Committer::~Committer() {

@@ -12,6 +12,7 @@
 #include <future>
 #include <unordered_set>
 
+#include "conf/thread_name.h"
 #include "dns/domain.h"
 #include "mta/delivery/agent.h"
 #include "mta/dns/loop_resolver.h"
@@ -114,7 +115,8 @@ Status Service::start() {
     Worker* wp = w.get();
     std::promise<Status> started;
     std::future<Status> ready = started.get_future();
-    wp->thread = std::thread([this, wp, ro, &started] {
+    wp->thread = std::thread([this, wp, ro, &started, i] {
+      name_this_thread("rm-deliver" + std::to_string(i));
       wp->loop = std::make_unique<rt::Loop>();
       auto resolver = dns::LoopResolver::create(*wp->loop, ro);
       if (!resolver) {
@@ -132,7 +134,10 @@ Status Service::start() {
       return s;
     }
   }
-  scheduler_ = std::thread([this] { run_scheduler(); });
+  scheduler_ = std::thread([this] {
+    name_this_thread("rm-schedule");
+    run_scheduler();
+  });
   return ok_status();
 }
 

@@ -1,10 +1,16 @@
 #include "mta/runtime/worker_pool.h"
 
+#include "conf/thread_name.h"
+
 namespace ringmail::rt {
 
-WorkerPool::WorkerPool(unsigned threads) {
+WorkerPool::WorkerPool(unsigned threads, std::string name) {
   if (threads == 0) threads = 1;
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { work(); });
+  for (unsigned i = 0; i < threads; ++i)
+    threads_.emplace_back([this, n = name + std::to_string(i)] {
+      name_this_thread(n);
+      work();
+    });
 }
 
 WorkerPool::~WorkerPool() {

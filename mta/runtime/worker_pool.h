@@ -14,6 +14,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -24,7 +25,8 @@ namespace ringmail::rt {
 
 class WorkerPool {
  public:
-  explicit WorkerPool(unsigned threads);
+  // `name`: the threads' name (conf/thread_name.h), numbered from 0.
+  explicit WorkerPool(unsigned threads, std::string name = "rm-work");
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "conf/thread_name.h"
 #include "mta/runtime/listener.h"
 #include "mta/runtime/loop.h"
 #include "mta/server/tls_setup.h"
@@ -125,9 +126,12 @@ Status Server::start() {
     return Error{0,
                  "no listener to serve: add a [[listen]] table with protocol = \"smtp\", "
                  "\"submission\" or \"submissions\""};
-  for (auto& w : workers_) {
-    Worker* wp = w.get();
-    wp->thread = std::thread([this, wp] { run_worker(*wp); });
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Worker* wp = workers_[i].get();
+    wp->thread = std::thread([this, wp, i] {
+      name_this_thread("rm-smtp" + std::to_string(i));
+      run_worker(*wp);
+    });
   }
   return ok_status();
 }

@@ -23,6 +23,19 @@ class SmtpBasic(harness.DaemonTestCase):
         r = c.cmd("NOOP")
         self.assertReply(r, 250, "2.0.0")
 
+    def test_threads_are_named_for_operators(self):
+        # top -H / ps -L tell the parts apart (conf/thread_name.h).
+        task_dir = f"/proc/{self.daemon.proc.pid}/task"
+        names = set()
+        for tid in os.listdir(task_dir):
+            try:
+                with open(os.path.join(task_dir, tid, "comm")) as f:
+                    names.add(f.read().strip())
+            except OSError:
+                pass  # a thread that just ended
+        for want in ("rm-smtp0", "rm-smtp1", "rm-commit", "rm-wal0", "rm-hash0", "rm-store0"):
+            self.assertIn(want, names)
+
     # --- greeting and simple commands -----------------------------------------------
     def test_greeting(self):
         c = self.conn()
