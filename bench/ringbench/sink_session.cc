@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "mta/runtime/listener.h"
 #include "mta/runtime/ops.h"
@@ -116,7 +117,6 @@ const char* find_terminator(const char* p, size_t n) {
 struct GroupWaiter {
   SinkThread& t;
   rt::Loop& loop;
-  GroupWaiter* next = nullptr;
   std::coroutine_handle<> h;
   bool ok = false;
   bool await_ready() const noexcept { return false; }
@@ -155,28 +155,20 @@ rt::Task<bool> write_and_sync(SinkThread& t, rt::Loop& loop, const std::string& 
 // previous one (classic group commit, one sync in flight per thread).
 rt::Task<void> sync_groups(SinkThread& t, rt::Loop& loop) {
   std::string data;
-  while (t.waiters) {
-    GroupWaiter* group = t.waiters;
-    t.waiters = nullptr;
+  std::vector<GroupWaiter*> group;
+  while (!t.waiters.empty()) {
+    group.swap(t.waiters);
     data.swap(t.group);
     t.group.clear();
     bool ok = co_await write_and_sync(t, loop, data);
     data.clear();
     if (data.capacity() > kKeepBody) std::string().swap(data);
-    // Oldest first; a resumed session may already join the next group.
-    GroupWaiter* rev = nullptr;
-    while (group) {
-      GroupWaiter* n = group->next;
-      group->next = rev;
-      rev = group;
-      group = n;
+    // In arrival order; a resumed session may already join the next group (t.waiters).
+    for (GroupWaiter* w : group) {
+      w->ok = ok;
+      w->h.resume();  // may end the session, and with it *w: not touched after this
     }
-    while (rev) {
-      GroupWaiter* n = rev->next;
-      rev->ok = ok;
-      rev->h.resume();
-      rev = n;
-    }
+    group.clear();
   }
   t.group_syncing = false;
 }
@@ -185,8 +177,7 @@ rt::Task<void> sync_groups(SinkThread& t, rt::Loop& loop) {
 
 void GroupWaiter::await_suspend(std::coroutine_handle<> hh) {
   h = hh;
-  next = t.waiters;
-  t.waiters = this;
+  t.waiters.push_back(this);
   if (!t.group_syncing) {
     t.group_syncing = true;
     loop.spawn(sync_groups(t, loop));

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "mta/runtime/loop.h"
 #include "mta/runtime/stream.h"
@@ -37,10 +38,10 @@ struct alignas(64) SinkThread {
   uint64_t file_size = 0;  // zero-filled up front; writes wrap to offset 0 at its end
   bool file_error_reported = false;
   bool group_commit = false;
-  std::string group;               // content waiting for the next sync
-  GroupWaiter* waiters = nullptr;  // its sessions, newest first
-  bool group_syncing = false;      // a group's write + sync is in flight
-  uint64_t syncs = 0;              // fdatasyncs done (the SINK line reports them)
+  std::string group;                  // content waiting for the next sync
+  std::vector<GroupWaiter*> waiters;  // its sessions, in arrival order
+  bool group_syncing = false;         // a group's write + sync is in flight
+  uint64_t syncs = 0;                 // fdatasyncs done (the SINK line reports them)
 };
 
 class SinkSession {
